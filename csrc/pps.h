@@ -1,0 +1,148 @@
+/* pps.h - the C contract: wire header, shared stats block, loop parameters.
+ *
+ * Python (pps/native.py) opens and configures the sockets, then hands their file
+ * descriptors to these loops. The loops never allocate per packet, never call into
+ * Python, and publish their counters into a shared-memory slot with relaxed atomic
+ * stores once per syscall, so the orchestrator can read them while they run.
+ * Every function returns a count or 0 on success, or -1 with errno set.
+ */
+#ifndef PPS_H
+#define PPS_H
+
+#include <stdint.h>
+
+#define PPS_MAGIC 0x31535050u           /* "PPS1" little-endian */
+#define PPS_WIRE_BYTES 24
+#define PPS_SHM_MAGIC 0x314d485353505050ull /* "PPPSSHM1" */
+#define PPS_SHM_VERSION 1
+
+/* Latency histogram: HDR-style log-linear buckets, 16 per power of two (~6% wide),
+ * covering 0 ns .. 2^63 ns. Index of v: v itself below 32, else
+ * (msb(v) - 3) * 16 + (v >> (msb(v) - 4)) - 16 ... see pps_hist_index(). */
+#define PPS_HIST_SUB_BITS 4
+#define PPS_HIST_BUCKETS 976
+
+#define PPS_ROLE_SENDER 0
+#define PPS_ROLE_RECEIVER 1
+
+/* Worker states, written by the worker into its slot. */
+#define PPS_STATE_INIT 0
+#define PPS_STATE_READY 1
+#define PPS_STATE_RUNNING 2
+#define PPS_STATE_DONE 3
+#define PPS_STATE_FAILED 4
+
+/* Wire header at payload offset 0, little-endian on the wire. */
+struct pps_wire {
+    uint32_t magic;
+    uint32_t flow;   /* (sender index << 16) | flow index: unique in a run */
+    uint64_t seq;    /* per-flow, from 0 */
+    uint64_t tx_ns;  /* sender's clock when the batch was handed to the kernel */
+};
+
+/* One worker's counters. Written only by that worker's loop; 64-byte aligned so
+ * two workers never share a cache line. "packets" are wire packets (segments);
+ * "datagrams" are what each syscall moved (they differ under GSO/GRO). */
+struct pps_stats {
+    uint64_t state;
+    uint64_t heartbeat_ns;
+    uint64_t packets;
+    uint64_t datagrams;
+    uint64_t bytes;
+    uint64_t syscalls;
+    uint64_t eagain;       /* sender: EAGAIN; receiver: empty polls / timeouts */
+    uint64_t enobufs;
+    uint64_t refused;      /* ECONNREFUSED: an ICMP port unreachable came back */
+    uint64_t errors;       /* any other errno */
+    uint64_t last_errno;
+    uint64_t foreign;      /* receiver: wrong magic */
+    uint64_t short_pkts;   /* receiver: shorter than the wire header */
+    uint64_t untracked;    /* receiver: valid, but the flow table was full */
+    uint64_t lost;         /* receiver: sequence gaps not (yet) filled */
+    uint64_t reordered;
+    uint64_t duplicate;
+    uint64_t late;         /* older than the reorder window; assumed reordered */
+    uint64_t flows;        /* flows seen */
+    uint64_t lat_count;
+    uint64_t lat_sum_ns;
+    uint64_t lat_max_ns;
+    uint64_t lat_skew;     /* tx_ns after rx time: clocks not shared */
+    uint64_t pace_sleeps;  /* sender: sleeps taken to hold the rate */
+    uint64_t reserved[8];
+    uint64_t hist[PPS_HIST_BUCKETS];
+} __attribute__((aligned(64)));
+
+/* Segment layout: header line, then control line, then one slot per worker. */
+struct pps_shm {
+    uint64_t magic;
+    uint64_t version;
+    uint64_t nslots;
+    uint64_t slot_bytes;
+    uint64_t pad0[4];
+    uint64_t go;                 /* set to 1 by the orchestrator: senders may start */
+    uint64_t stop[2];            /* per role: loops end within one batch when set */
+    uint64_t pad1[5];
+    struct pps_stats slots[];
+} __attribute__((aligned(64)));
+
+struct pps_send_params {
+    const int *fds;        /* one connected UDP socket per flow */
+    uint32_t nflows;
+    uint32_t flow_base;    /* flow id of fds[0]; flow i is flow_base + i */
+    uint32_t batch;        /* 1..1024 messages per sendmmsg */
+    uint32_t payload;      /* bytes per wire packet */
+    uint32_t gso_segments; /* 0: off; else packets per message (UDP_SEGMENT set on fds) */
+    uint32_t raw;          /* 1: no wire header, only counts */
+    double rate_pps;       /* 0: unpaced */
+    uint64_t burst;        /* most packets back to back when paced (>= batch) */
+    uint64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
+    int clock_id;          /* clock for tx_ns */
+};
+
+struct pps_recv_params {
+    int fd;
+    uint32_t batch;
+    uint32_t bufsize;      /* bytes per message buffer */
+    uint32_t busy_poll;    /* 1: MSG_DONTWAIT spin; 0: MSG_WAITFORONE with SO_RCVTIMEO */
+    uint32_t gro;          /* 1: parse UDP_GRO cmsg, split into segments */
+    uint32_t track;        /* 1: parse wire headers, track flows */
+    uint32_t latency;      /* 1: sender shares our clock: record one-way latency */
+    uint32_t max_flows;    /* bound on the flow table */
+    uint64_t deadline_ns;
+    int clock_id;
+};
+
+/* Per-flow outcome at the receiver, copied out after the loop. */
+struct pps_flow_result {
+    uint64_t flow;
+    uint64_t received;     /* every datagram of the flow, duplicates included */
+    uint64_t unique;
+    uint64_t next_seq;     /* highest seq seen + 1 */
+    uint64_t reordered;
+    uint64_t duplicate;
+    uint64_t late;
+};
+
+uint64_t pps_now_ns(int clock_id);
+int pps_hist_index(uint64_t value);
+uint64_t pps_hist_low(int index);
+uint64_t pps_shm_bytes(uint32_t nslots);
+int pps_shm_init(struct pps_shm *shm, uint32_t nslots);
+
+/* Runs until stop[role], the deadline, or a fatal error. flow_seq[i] holds the next
+ * sequence number of flow i on entry and on return, so it counts what the kernel took. */
+int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t slot,
+                  uint64_t *flow_seq);
+
+/* Runs until stop[role] or the deadline. The flow table lives in the receiver's own
+ * memory; call pps_recv_flows() afterwards (same handle) and then pps_recv_free(). */
+struct pps_receiver;
+struct pps_receiver *pps_recv_new(const struct pps_recv_params *p);
+int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot);
+int pps_recv_flows(const struct pps_receiver *r, struct pps_flow_result *out, uint32_t cap);
+void pps_recv_free(struct pps_receiver *r);
+
+/* Kill this process when its parent dies, so no worker outlives the orchestrator. */
+int pps_die_with_parent(void);
+
+#endif

@@ -1,0 +1,326 @@
+/* recv.c - the receiver loop: recvmmsg in batches, optional UDP GRO, per-flow
+ * sequence tracking in a bounded table, and one-way latency into a histogram. */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "pps.h"
+#include "internal.h"
+
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+/* Reorder window: the last WINDOW sequence numbers of a flow, one bit each, indexed
+ * by seq mod WINDOW. It tells a late packet (bit clear) from a duplicate (bit set). */
+#define WINDOW 1024
+#define WINDOW_WORDS (WINDOW / 64)
+#define CTRL_BYTES 64
+
+struct flow {
+    uint64_t key;          /* flow id + 1; 0 marks an empty slot */
+    uint64_t next;         /* highest seq + 1 */
+    uint64_t received, unique, reordered, duplicate, late;
+    uint64_t window[WINDOW_WORDS];
+};
+
+struct pps_receiver {
+    struct pps_recv_params p;
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    char *bufs;
+    char *ctrl;
+    struct flow *table;    /* open addressing, capacity a power of two, never grows */
+    uint32_t mask;
+    uint32_t used;
+    struct flow *last;     /* most flows arrive in runs: skip the hash on repeats */
+    uint64_t last_key;
+};
+
+struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
+{
+    if (!p || p->batch == 0 || p->batch > 1024 || p->bufsize == 0 || p->max_flows == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct pps_receiver *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->p = *p;
+    uint32_t cap = 2;
+    while (cap < 2 * p->max_flows) /* load factor <= 1/2 keeps probes short */
+        cap <<= 1;
+    r->mask = cap - 1;
+    r->msgs = calloc(p->batch, sizeof(*r->msgs));
+    r->iov = calloc(p->batch, sizeof(*r->iov));
+    r->bufs = malloc((size_t)p->batch * p->bufsize);
+    r->ctrl = calloc(p->batch, CTRL_BYTES);
+    r->table = p->track ? calloc(cap, sizeof(struct flow)) : NULL;
+    if (!r->msgs || !r->iov || !r->bufs || !r->ctrl || (p->track && !r->table)) {
+        pps_recv_free(r);
+        errno = ENOMEM;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < p->batch; i++) {
+        r->iov[i].iov_base = r->bufs + (size_t)i * p->bufsize;
+        r->iov[i].iov_len = p->bufsize;
+        r->msgs[i].msg_hdr.msg_iov = &r->iov[i];
+        r->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return r;
+}
+
+void pps_recv_free(struct pps_receiver *r)
+{
+    if (!r)
+        return;
+    free(r->msgs);
+    free(r->iov);
+    free(r->bufs);
+    free(r->ctrl);
+    free(r->table);
+    free(r);
+}
+
+static struct flow *find_flow(struct pps_receiver *r, uint64_t key, struct pps_stats *st)
+{
+    if (key == r->last_key)
+        return r->last;
+    uint32_t i = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32) & r->mask;
+    for (;;) {
+        struct flow *f = &r->table[i];
+        if (f->key == key)
+            break;
+        if (f->key == 0) {
+            if (r->used >= r->p.max_flows)
+                return NULL; /* bounded: a flood of new flows cannot grow memory */
+            f->key = key;
+            r->used++;
+            PUBLISH(st->flows, r->used);
+            break;
+        }
+        i = (i + 1) & r->mask;
+    }
+    r->last = &r->table[i];
+    r->last_key = key;
+    return r->last;
+}
+
+static inline int window_test_set(struct flow *f, uint64_t seq)
+{
+    uint64_t bit = 1ull << (seq % 64);
+    uint64_t *word = &f->window[(seq % WINDOW) / 64];
+    int was = (*word & bit) != 0;
+    *word |= bit;
+    return was;
+}
+
+static inline void window_clear(struct flow *f, uint64_t seq)
+{
+    f->window[(seq % WINDOW) / 64] &= ~(1ull << (seq % 64));
+}
+
+/* Counters for one loop, kept in registers and published once per syscall. */
+struct tally {
+    uint64_t packets, foreign, short_pkts, untracked, lost, reordered, duplicate, late;
+    uint64_t lat_count, lat_sum, lat_max, lat_skew;
+};
+
+static void track(struct flow *f, uint64_t seq, struct tally *t)
+{
+    f->received++;
+    if (seq >= f->next) {
+        uint64_t gap = seq - f->next;
+        if (gap) {
+            /* Slots of the skipped sequence numbers now belong to them, not to
+             * numbers WINDOW older: clear them (all of them when the gap is wide). */
+            if (gap >= WINDOW)
+                memset(f->window, 0, sizeof(f->window));
+            else
+                for (uint64_t s = f->next; s < seq; s++)
+                    window_clear(f, s);
+            t->lost += gap;
+        }
+        window_clear(f, seq);
+        window_test_set(f, seq);
+        f->next = seq + 1;
+        f->unique++;
+    } else if (f->next - seq > WINDOW) {
+        /* Too old to tell from a duplicate; a late arrival is far more likely. */
+        f->late++;
+        f->reordered++;
+        f->unique++;
+        t->late++;
+        t->reordered++;
+        if (t->lost) /* a hostile duplicate this old must not wrap the count */
+            t->lost--;
+    } else if (window_test_set(f, seq)) {
+        f->duplicate++;
+        t->duplicate++;
+    } else {
+        f->reordered++;
+        f->unique++;
+        t->reordered++;
+        t->lost--;
+    }
+}
+
+static void segment(struct pps_receiver *r, struct pps_stats *st, const char *data,
+                    uint32_t len, uint64_t rx_ns, struct tally *t)
+{
+    t->packets++;
+    if (!r->p.track)
+        return;
+    if (len < PPS_WIRE_BYTES) {
+        t->short_pkts++;
+        return;
+    }
+    struct pps_wire w;
+    memcpy(&w, data, sizeof(w)); /* payloads are not aligned */
+    if (le32toh(w.magic) != PPS_MAGIC) {
+        t->foreign++;
+        return;
+    }
+    struct flow *f = find_flow(r, (uint64_t)le32toh(w.flow) + 1, st);
+    if (!f)
+        t->untracked++;
+    else
+        track(f, le64toh(w.seq), t);
+    if (r->p.latency) {
+        uint64_t tx = le64toh(w.tx_ns);
+        if (tx > rx_ns) {
+            t->lat_skew++;
+        } else {
+            uint64_t lat = rx_ns - tx;
+            int idx = hist_index(lat);
+            /* One writer: a plain read-modify-write published with a relaxed store. */
+            PUBLISH(st->hist[idx], st->hist[idx] + 1);
+            t->lat_count++;
+            t->lat_sum += lat;
+            if (lat > t->lat_max)
+                t->lat_max = lat;
+        }
+    }
+}
+
+/* Size of the GRO segments in message i, or 0 when the kernel did not coalesce. */
+static uint32_t gro_size(struct mmsghdr *m)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m->msg_hdr); c; c = CMSG_NXTHDR(&m->msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int size;
+            memcpy(&size, CMSG_DATA(c), sizeof(size));
+            return size > 0 ? (uint32_t)size : 0;
+        }
+    }
+    return 0;
+}
+
+static void publish(struct pps_stats *st, const struct tally *t, uint64_t datagrams,
+                    uint64_t bytes, uint64_t syscalls, uint64_t idle, uint64_t errors,
+                    uint64_t now)
+{
+    PUBLISH(st->packets, t->packets);
+    PUBLISH(st->datagrams, datagrams);
+    PUBLISH(st->bytes, bytes);
+    PUBLISH(st->syscalls, syscalls);
+    PUBLISH(st->eagain, idle);
+    PUBLISH(st->errors, errors);
+    PUBLISH(st->foreign, t->foreign);
+    PUBLISH(st->short_pkts, t->short_pkts);
+    PUBLISH(st->untracked, t->untracked);
+    PUBLISH(st->lost, t->lost);
+    PUBLISH(st->reordered, t->reordered);
+    PUBLISH(st->duplicate, t->duplicate);
+    PUBLISH(st->late, t->late);
+    PUBLISH(st->lat_count, t->lat_count);
+    PUBLISH(st->lat_sum_ns, t->lat_sum);
+    PUBLISH(st->lat_max_ns, t->lat_max);
+    PUBLISH(st->lat_skew, t->lat_skew);
+    PUBLISH(st->heartbeat_ns, now);
+}
+
+int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
+{
+    if (!r || !valid_slot(shm, slot)) {
+        errno = EINVAL;
+        return -1;
+    }
+    const struct pps_recv_params *p = &r->p;
+    struct pps_stats *st = &shm->slots[slot];
+    struct tally t = {0};
+    uint64_t datagrams = 0, bytes = 0, syscalls = 0, idle = 0, errors = 0;
+    const int flags = p->busy_poll ? MSG_DONTWAIT : MSG_WAITFORONE;
+    int fatal = 0;
+
+    PUBLISH(st->state, PPS_STATE_RUNNING);
+    while (!STOPPED(shm, PPS_ROLE_RECEIVER)) {
+        if (p->gro)
+            for (uint32_t i = 0; i < p->batch; i++) {
+                r->msgs[i].msg_hdr.msg_control = r->ctrl + (size_t)i * CTRL_BYTES;
+                r->msgs[i].msg_hdr.msg_controllen = CTRL_BYTES;
+            }
+        int n = recvmmsg(p->fd, r->msgs, p->batch, flags, NULL);
+        uint64_t now = pps_now_ns(p->clock_id);
+        syscalls++;
+        if (n > 0) {
+            datagrams += (uint64_t)n;
+            for (int i = 0; i < n; i++) {
+                const char *data = r->iov[i].iov_base;
+                uint32_t len = r->msgs[i].msg_len;
+                uint32_t seg = p->gro ? gro_size(&r->msgs[i]) : 0;
+                bytes += len;
+                if (!seg || seg >= len) {
+                    segment(r, st, data, len, now, &t);
+                    continue;
+                }
+                for (uint32_t off = 0; off < len; off += seg)
+                    segment(r, st, data + off, len - off < seg ? len - off : seg, now, &t);
+            }
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            idle++;
+        } else {
+            errors++;
+            PUBLISH(st->last_errno, (uint64_t)errno);
+            if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT)
+                fatal = errno;
+        }
+        publish(st, &t, datagrams, bytes, syscalls, idle, errors, now);
+        if (fatal)
+            break;
+        if (p->deadline_ns &&
+            (p->clock_id == CLOCK_MONOTONIC ? now : pps_now_ns(CLOCK_MONOTONIC)) >= p->deadline_ns)
+            break;
+    }
+    PUBLISH(st->state, fatal ? PPS_STATE_FAILED : PPS_STATE_DONE);
+    if (fatal) {
+        errno = fatal;
+        return -1;
+    }
+    return 0;
+}
+
+int pps_recv_flows(const struct pps_receiver *r, struct pps_flow_result *out, uint32_t cap)
+{
+    if (!r || (!out && cap)) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint32_t n = 0;
+    if (!r->table)
+        return 0;
+    for (uint32_t i = 0; i <= r->mask && n < cap; i++) {
+        const struct flow *f = &r->table[i];
+        if (!f->key)
+            continue;
+        out[n++] = (struct pps_flow_result){f->key - 1, f->received, f->unique, f->next,
+                                            f->reordered, f->duplicate, f->late};
+    }
+    return (int)n;
+}

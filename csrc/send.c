@@ -1,0 +1,170 @@
+/* send.c - the sender loop: sendmmsg in batches, one connected socket per flow,
+ * optional UDP GSO, optional pacing by a token bucket at batch granularity. */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "pps.h"
+#include "internal.h"
+
+struct sender {
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    char *bufs;
+    size_t msg_bytes;     /* payload * segments */
+    uint32_t segs;        /* wire packets per message */
+};
+
+static int sender_init(struct sender *s, const struct pps_send_params *p)
+{
+    s->segs = p->gso_segments ? p->gso_segments : 1;
+    s->msg_bytes = (size_t)p->payload * s->segs;
+    s->msgs = calloc(p->batch, sizeof(*s->msgs));
+    s->iov = calloc(p->batch, sizeof(*s->iov));
+    /* One buffer per message: each carries its own sequence numbers. */
+    s->bufs = calloc(p->batch, s->msg_bytes ? s->msg_bytes : 1);
+    if (!s->msgs || !s->iov || !s->bufs)
+        return -1;
+    for (uint32_t i = 0; i < p->batch; i++) {
+        s->iov[i].iov_base = s->bufs + i * s->msg_bytes;
+        s->iov[i].iov_len = s->msg_bytes;
+        s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
+        s->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return 0;
+}
+
+static void sender_free(struct sender *s)
+{
+    free(s->msgs);
+    free(s->iov);
+    free(s->bufs);
+}
+
+/* Stamp `count` messages of flow `flow` starting at sequence `seq`. */
+static void stamp(struct sender *s, uint32_t count, uint32_t payload, uint32_t flow,
+                  uint64_t seq, uint64_t tx_ns)
+{
+    struct pps_wire w = {htole32(PPS_MAGIC), htole32(flow), 0, htole64(tx_ns)};
+    for (uint32_t i = 0; i < count; i++) {
+        char *msg = s->bufs + i * s->msg_bytes;
+        for (uint32_t k = 0; k < s->segs; k++) {
+            w.seq = htole64(seq++);
+            memcpy(msg + (size_t)k * payload, &w, sizeof(w));
+        }
+    }
+}
+
+/* Sleep until `target` (CLOCK_MONOTONIC ns): the kernel for the long part, a spin for
+ * the last stretch, because a timer wake-up can be late by tens of microseconds. */
+static void wait_until(uint64_t target, uint64_t *sleeps)
+{
+    const uint64_t spin_ns = 60000;
+    uint64_t now = pps_now_ns(CLOCK_MONOTONIC);
+    if (target > now + spin_ns) {
+        uint64_t wake = target - spin_ns;
+        struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        (*sleeps)++;
+    }
+    while (pps_now_ns(CLOCK_MONOTONIC) < target)
+        cpu_relax();
+}
+
+static void count_error(struct pps_stats *st, int err, uint64_t *eagain, uint64_t *enobufs,
+                        uint64_t *refused, uint64_t *errors)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        (*eagain)++;
+    else if (err == ENOBUFS)
+        (*enobufs)++;
+    else if (err == ECONNREFUSED)
+        (*refused)++;
+    else if (err != EINTR) {
+        (*errors)++;
+        PUBLISH(st->last_errno, (uint64_t)err);
+    }
+}
+
+int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t slot,
+                  uint64_t *flow_seq)
+{
+    if (!p || !p->fds || !flow_seq || p->nflows == 0 || p->batch == 0 || p->batch > 1024 ||
+        (!p->raw && p->payload < PPS_WIRE_BYTES) || !valid_slot(shm, slot)) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sender s = {0};
+    if (sender_init(&s, p) < 0) {
+        sender_free(&s);
+        errno = ENOMEM;
+        return -1;
+    }
+    struct pps_stats *st = &shm->slots[slot];
+    uint64_t packets = 0, datagrams = 0, bytes = 0, syscalls = 0;
+    uint64_t eagain = 0, enobufs = 0, refused = 0, errors = 0, sleeps = 0;
+
+    /* Pacing: packets allowed by time t are rate * (t - t0); `burst` caps how far
+     * behind schedule we may fall, so a stall is not followed by an unbounded burst. */
+    const int paced = p->rate_pps > 0;
+    const double ns_per_pkt = paced ? 1e9 / p->rate_pps : 0;
+    const uint64_t burst = p->burst > p->batch ? p->burst : p->batch;
+    uint64_t t0 = pps_now_ns(CLOCK_MONOTONIC);
+    uint64_t credited = 0; /* packets the schedule has released so far */
+
+    PUBLISH(st->state, PPS_STATE_RUNNING);
+    uint32_t flow = 0;
+    while (!STOPPED(shm, PPS_ROLE_SENDER)) {
+        uint32_t count = p->batch;
+        uint64_t now = pps_now_ns(CLOCK_MONOTONIC);
+        if (p->deadline_ns && now >= p->deadline_ns)
+            break;
+        if (paced) {
+            uint64_t due = (uint64_t)((double)(now - t0) / ns_per_pkt);
+            if (due > credited + burst) /* fell behind: forgive all but one burst */
+                credited = due - burst;
+            uint64_t want = (uint64_t)count * s.segs;
+            if (due < credited + want) {
+                wait_until(t0 + (uint64_t)((double)(credited + want) * ns_per_pkt), &sleeps);
+                now = pps_now_ns(CLOCK_MONOTONIC);
+            }
+        }
+        uint64_t tx_ns = p->clock_id == CLOCK_MONOTONIC ? now : pps_now_ns(p->clock_id);
+        if (!p->raw)
+            stamp(&s, count, p->payload, p->flow_base + flow, flow_seq[flow], tx_ns);
+        int r = sendmmsg(p->fds[flow], s.msgs, count, 0);
+        syscalls++;
+        if (r > 0) {
+            /* Only what the kernel took gets a sequence number, so the receiver's
+             * count of gaps is exact even when a batch is cut short. */
+            uint64_t pk = (uint64_t)r * s.segs;
+            flow_seq[flow] += pk;
+            packets += pk;
+            datagrams += (uint64_t)r;
+            bytes += (uint64_t)r * s.msg_bytes;
+            credited += pk;
+        } else {
+            count_error(st, errno, &eagain, &enobufs, &refused, &errors);
+        }
+        if (++flow == p->nflows)
+            flow = 0;
+        PUBLISH(st->packets, packets);
+        PUBLISH(st->datagrams, datagrams);
+        PUBLISH(st->bytes, bytes);
+        PUBLISH(st->syscalls, syscalls);
+        PUBLISH(st->eagain, eagain);
+        PUBLISH(st->enobufs, enobufs);
+        PUBLISH(st->refused, refused);
+        PUBLISH(st->errors, errors);
+        PUBLISH(st->pace_sleeps, sleeps);
+        PUBLISH(st->heartbeat_ns, now);
+    }
+    PUBLISH(st->state, PPS_STATE_DONE);
+    sender_free(&s);
+    return 0;
+}

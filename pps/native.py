@@ -1,0 +1,217 @@
+"""Thin typed wrappers over the C core (pps._native).
+
+One wrapper per C function: check arguments, call (cffi releases the GIL for the whole
+call), and turn -1/errno into an OSError that names the call. Constants come from C.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from ._native import ffi, lib
+
+MAGIC = lib.PPS_MAGIC
+WIRE_BYTES = lib.PPS_WIRE_BYTES
+HIST_BUCKETS = lib.PPS_HIST_BUCKETS
+SENDER, RECEIVER = lib.PPS_ROLE_SENDER, lib.PPS_ROLE_RECEIVER
+STATES = {
+    lib.PPS_STATE_INIT: "init", lib.PPS_STATE_READY: "ready", lib.PPS_STATE_RUNNING: "running",
+    lib.PPS_STATE_DONE: "done", lib.PPS_STATE_FAILED: "failed",
+}
+STATE_READY = lib.PPS_STATE_READY
+CLOCK_MONOTONIC = lib.CLOCK_MONOTONIC
+CLOCK_REALTIME = lib.CLOCK_REALTIME
+
+# The counters of a stats slot, in the order pps.h declares them (hist excluded).
+COUNTERS = (
+    "packets", "datagrams", "bytes", "syscalls", "eagain", "enobufs", "refused", "errors",
+    "last_errno", "foreign", "short_pkts", "untracked", "lost", "reordered", "duplicate",
+    "late", "flows", "lat_count", "lat_sum_ns", "lat_max_ns", "lat_skew", "pace_sleeps",
+)
+FLOW_FIELDS = ("flow", "received", "unique", "next_seq", "reordered", "duplicate", "late")
+
+
+def _raise_errno(call: str) -> None:
+    err = ffi.errno
+    raise OSError(err, f"{call}: {os.strerror(err)}")
+
+
+def now_ns(clock: int = CLOCK_MONOTONIC) -> int:
+    return lib.pps_now_ns(clock)
+
+
+def hist_index(value_ns: int) -> int:
+    return lib.pps_hist_index(value_ns)
+
+
+def hist_bounds() -> list[int]:
+    """Lower bound in ns of every histogram bucket."""
+    return [lib.pps_hist_low(i) for i in range(HIST_BUCKETS)]
+
+
+def die_with_parent() -> None:
+    if lib.pps_die_with_parent() != 0:
+        _raise_errno("prctl(PR_SET_PDEATHSIG)")
+
+
+class SharedStats:
+    """The shared-memory stats segment: a header with go/stop words and one slot per worker.
+
+    It lives in a memfd, so it has no name to leak: it is gone when the last process
+    that maps it exits. Workers receive the descriptor and attach to it.
+    """
+
+    def __init__(self, fd: int, nslots: int, create: bool) -> None:
+        self.fd = fd
+        self.nslots = nslots
+        self.size = lib.pps_shm_bytes(nslots)
+        if create:
+            os.ftruncate(fd, self.size)
+        self._map = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._buffer = ffi.from_buffer(self._map)
+        self.shm = ffi.cast("struct pps_shm *", self._buffer)
+        if create and lib.pps_shm_init(self.shm, nslots) != 0:
+            _raise_errno("pps_shm_init")
+
+    @classmethod
+    def create(cls, nslots: int) -> SharedStats:
+        if nslots < 1:
+            raise ValueError("nslots must be at least 1")
+        return cls(os.memfd_create("pps-stats", 0), nslots, create=True)
+
+    @classmethod
+    def attach(cls, fd: int, nslots: int) -> SharedStats:
+        return cls(fd, nslots, create=False)
+
+    def slot(self, index: int):
+        if not 0 <= index < self.nslots:
+            raise IndexError(f"slot {index} of {self.nslots}")
+        return self.shm.slots[index]
+
+    def state(self, index: int) -> str:
+        return STATES.get(self.slot(index).state, "unknown")
+
+    def set_state(self, index: int, state: int) -> None:
+        self.slot(index).state = state
+
+    def read(self, index: int) -> dict[str, int]:
+        """A snapshot of one slot's counters (each value true at some recent moment)."""
+        slot = self.slot(index)
+        values = {name: getattr(slot, name) for name in COUNTERS}
+        values["state"] = slot.state
+        values["heartbeat_ns"] = slot.heartbeat_ns
+        return values
+
+    def histogram(self, index: int) -> list[int]:
+        return list(ffi.unpack(self.slot(index).hist, HIST_BUCKETS))
+
+    def go(self) -> None:
+        self.shm.go = 1
+
+    def is_go(self) -> bool:
+        return bool(self.shm.go)
+
+    def stop(self, role: int) -> None:
+        self.shm.stop[role] = 1
+
+    def close(self) -> None:
+        self.shm = None
+        self._buffer = None
+        try:
+            self._map.close()
+        except BufferError:  # a cffi view still alive; the mapping goes with the process
+            pass
+        os.close(self.fd)
+
+
+@dataclass(frozen=True)
+class SendParams:
+    fds: Sequence[int]
+    flow_base: int
+    batch: int
+    payload: int
+    gso_segments: int = 0
+    raw: bool = False
+    rate_pps: float = 0.0
+    burst: int = 0
+    deadline_ns: int = 0
+    clock: int = CLOCK_MONOTONIC
+
+
+def send_loop(params: SendParams, stats: SharedStats, slot: int, flow_seq: list[int]) -> list[int]:
+    """Run the sender loop until stop, deadline or error; returns each flow's next seq."""
+    if not params.fds or len(flow_seq) != len(params.fds):
+        raise ValueError("one starting sequence number per socket is needed")
+    if not 1 <= params.batch <= 1024:
+        raise ValueError(f"batch {params.batch} is out of range 1..1024")
+    fds = ffi.new("int[]", list(params.fds))
+    seqs = ffi.new("uint64_t[]", list(flow_seq))
+    p = ffi.new("struct pps_send_params *", {
+        "fds": fds, "nflows": len(params.fds), "flow_base": params.flow_base,
+        "batch": params.batch, "payload": params.payload, "gso_segments": params.gso_segments,
+        "raw": int(params.raw), "rate_pps": params.rate_pps, "burst": params.burst,
+        "deadline_ns": params.deadline_ns, "clock_id": params.clock,
+    })
+    if lib.pps_send_loop(p, stats.shm, slot, seqs) != 0:
+        _raise_errno("pps_send_loop")
+    return list(seqs)
+
+
+@dataclass(frozen=True)
+class RecvParams:
+    fd: int
+    batch: int
+    bufsize: int = 2048
+    busy_poll: bool = False
+    gro: bool = False
+    track: bool = True
+    latency: bool = True
+    max_flows: int = 16384
+    deadline_ns: int = 0
+    clock: int = CLOCK_MONOTONIC
+
+
+class Receiver:
+    """A receiver loop and its flow table; use as a context manager to free it."""
+
+    def __init__(self, params: RecvParams) -> None:
+        if not 1 <= params.batch <= 1024:
+            raise ValueError(f"batch {params.batch} is out of range 1..1024")
+        self.params = params
+        p = ffi.new("struct pps_recv_params *", {
+            "fd": params.fd, "batch": params.batch, "bufsize": params.bufsize,
+            "busy_poll": int(params.busy_poll), "gro": int(params.gro),
+            "track": int(params.track), "latency": int(params.latency),
+            "max_flows": params.max_flows, "deadline_ns": params.deadline_ns,
+            "clock_id": params.clock,
+        })
+        handle = lib.pps_recv_new(p)
+        if handle == ffi.NULL:
+            _raise_errno("pps_recv_new")
+        self._handle = ffi.gc(handle, lib.pps_recv_free)
+
+    def run(self, stats: SharedStats, slot: int) -> None:
+        if lib.pps_recv_loop(self._handle, stats.shm, slot) != 0:
+            _raise_errno("pps_recv_loop")
+
+    def flows(self) -> list[dict[str, int]]:
+        cap = self.params.max_flows
+        out = ffi.new("struct pps_flow_result[]", cap)
+        n = lib.pps_recv_flows(self._handle, out, cap)
+        if n < 0:
+            _raise_errno("pps_recv_flows")
+        return [{name: getattr(out[i], name) for name in FLOW_FIELDS} for i in range(n)]
+
+    def close(self) -> None:
+        if self._handle is not None:
+            lib.pps_recv_free(ffi.gc(self._handle, None))
+            self._handle = None
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,122 @@
+"""Open and configure the UDP sockets the C loops run on.
+
+Socket setup happens in Python because it is one-off, and because the socket module
+already turns every failure into an OSError naming the call. Options the kernel may
+lack are probed here and reported as EnvironmentNotAble with what is missing.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from ._native import lib
+from .errors import EnvironmentNotAble
+
+
+@dataclass
+class SocketReport:
+    """What the kernel really set, recorded in the results."""
+
+    rcvbuf: int | None = None
+    sndbuf: int | None = None
+    busy_poll_us: int | None = None
+    prefer_busy_poll: bool | None = None
+    gro: bool = False
+    gso_segments: int = 0
+    local_ports: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def family_of(address: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
+def _set_buffer(sock: socket.socket, size: int, force_opt: int, plain_opt: int, name: str,
+                report: SocketReport) -> int:
+    """Ask for `size` bytes, with the FORCE variant (CAP_NET_ADMIN) so rmem_max/wmem_max do
+    not silently cap it; fall back to the plain option and say so."""
+    if size:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force_opt, size)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain_opt, size)
+            report.notes.append(f"{name}: no CAP_NET_ADMIN, so the kernel capped it at its *mem_max")
+    # The kernel doubles the request for bookkeeping overhead; record what it holds.
+    return sock.getsockopt(socket.SOL_SOCKET, plain_opt)
+
+
+def _setopt(sock: socket.socket, level: int, opt: int, value: int, feature: str) -> None:
+    try:
+        sock.setsockopt(level, opt, value)
+    except OSError as exc:
+        if exc.errno in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
+            raise EnvironmentNotAble(f"{feature} is not supported by this kernel ({exc.strerror})") from None
+        raise
+
+
+def open_receiver(address: str, port: int, *, reuseport: bool, rcvbuf: int = 0,
+                  busy_poll_us: int = 0, gro: bool = False, timeout_s: float = 0.05,
+                  incoming_cpu: int | None = None) -> tuple[socket.socket, SocketReport]:
+    """A bound UDP socket. Blocking reads time out after timeout_s so the loop sees stop."""
+    report = SocketReport()
+    sock = socket.socket(family_of(address), socket.SOCK_DGRAM)
+    try:
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, lib.SO_REUSEPORT, 1)
+        report.rcvbuf = _set_buffer(sock, rcvbuf, lib.SO_RCVBUFFORCE, socket.SO_RCVBUF, "rcvbuf", report)
+        if gro:
+            _setopt(sock, lib.SOL_UDP, lib.UDP_GRO, 1, "UDP_GRO (receive offload, Linux 5.0+)")
+            report.gro = True
+        if busy_poll_us:
+            _setopt(sock, socket.SOL_SOCKET, lib.SO_BUSY_POLL, busy_poll_us,
+                    "SO_BUSY_POLL (CONFIG_NET_RX_BUSY_POLL)")
+            report.busy_poll_us = busy_poll_us
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, lib.SO_PREFER_BUSY_POLL, 1)
+                report.prefer_busy_poll = True
+            except OSError:
+                report.prefer_busy_poll = False
+                report.notes.append("SO_PREFER_BUSY_POLL unsupported (Linux 5.11+); busy poll without it")
+        if incoming_cpu is not None:
+            sock.setsockopt(socket.SOL_SOCKET, lib.SO_INCOMING_CPU, incoming_cpu)
+        seconds = int(timeout_s)
+        micros = int((timeout_s - seconds) * 1e6)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, micros))
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            raise EnvironmentNotAble(f"cannot bind UDP {address} port {port}: {exc.strerror}") from None
+        report.local_ports.append(sock.getsockname()[1])
+    except BaseException:
+        sock.close()
+        raise
+    return sock, report
+
+
+def open_senders(destinations: list[tuple[str, int]], *, sndbuf: int = 0, gso_segments: int = 0,
+                 payload: int = 0) -> tuple[list[socket.socket], SocketReport]:
+    """One connected UDP socket per flow, each with its own ephemeral source port, so RSS
+    and SO_REUSEPORT hashing can spread the flows."""
+    report = SocketReport(gso_segments=gso_segments)
+    socks: list[socket.socket] = []
+    try:
+        for address, port in destinations:
+            sock = socket.socket(family_of(address), socket.SOCK_DGRAM)
+            socks.append(sock)
+            report.sndbuf = _set_buffer(sock, sndbuf, lib.SO_SNDBUFFORCE, socket.SO_SNDBUF, "sndbuf", report)
+            if gso_segments:
+                _setopt(sock, lib.SOL_UDP, lib.UDP_SEGMENT, payload, "UDP_SEGMENT (GSO, Linux 4.18+)")
+            try:
+                sock.connect((address, port))
+            except OSError as exc:
+                raise EnvironmentNotAble(f"cannot reach {address} port {port}: {exc.strerror}") from None
+            report.local_ports.append(sock.getsockname()[1])
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks, report

@@ -310,7 +310,7 @@ def _first_up(devdir: str, rel: str, levels: int = 2) -> str | None:
     d = devdir
     for _ in range(levels):
         p = os.path.join(d, rel)
-        if os.path.exists(p):
+        if os.path.lexists(p):  # lexists: a captured driver link may point at nothing
             return p
         d = os.path.dirname(d)
     return None

@@ -365,13 +365,17 @@ def _rx_queue(root: str, base: str, queue: int, irq: Irq | None, hardware: bool)
 
 
 def describe_queue(q: RxQueue) -> str:
-    """One line for humans: "rx-3 irq 123 (mlx5_comp3@pci:...) -> 5"."""
-    irq = f"irq {q.irq} ({q.irq_name})" if q.irq is not None else "no irq"
-    if q.serviced_by == "sender":
-        where = "the sending CPU"
-    elif q.serviced_by == "unknown":
-        where = "unknown CPUs"
+    """One line for humans: "rx-3 irq 101 (mlx5_comp3@pci:0000:81:00.0) -> CPU 11"."""
+    if q.irq is not None:
+        irq = f"irq {q.irq} ({q.irq_name})"
+        irq_where = f"CPU {format_cpulist(q.irq_cpus)}" if q.irq_cpus else "unknown CPUs"
     else:
-        where = format_cpulist(q.cpus)
-    rps = f" rps {format_cpulist(q.rps_cpus)}" if q.rps_cpus else ""
-    return f"rx-{q.queue} {irq} -> {where}{rps}"
+        irq, irq_where = "no irq", ""
+    if q.serviced_by == "rps":
+        on = f" on {irq_where}" if irq_where else ""
+        return f"rx-{q.queue} {irq}{on}, RPS -> CPU {format_cpulist(q.rps_cpus)}"
+    if q.serviced_by == "sender":
+        return f"rx-{q.queue} {irq} -> the sending CPU"
+    if q.serviced_by == "unknown":
+        return f"rx-{q.queue} {irq} -> unknown CPUs (no IRQ name matched this queue)"
+    return f"rx-{q.queue} {irq} -> {irq_where}"

@@ -368,14 +368,18 @@ def describe_queue(q: RxQueue) -> str:
     """One line for humans: "rx-3 irq 101 (mlx5_comp3@pci:0000:81:00.0) -> CPU 11"."""
     if q.irq is not None:
         irq = f"irq {q.irq} ({q.irq_name})"
-        irq_where = f"CPU {format_cpulist(q.irq_cpus)}" if q.irq_cpus else "unknown CPUs"
+        irq_where = _cpus_words(q.irq_cpus) if q.irq_cpus else "unknown CPUs"
     else:
         irq, irq_where = "no irq", ""
     if q.serviced_by == "rps":
         on = f" on {irq_where}" if irq_where else ""
-        return f"rx-{q.queue} {irq}{on}, RPS -> CPU {format_cpulist(q.rps_cpus)}"
+        return f"rx-{q.queue} {irq}{on}, RPS -> {_cpus_words(q.rps_cpus)}"
     if q.serviced_by == "sender":
         return f"rx-{q.queue} {irq} -> the sending CPU"
     if q.serviced_by == "unknown":
         return f"rx-{q.queue} {irq} -> unknown CPUs (no IRQ name matched this queue)"
     return f"rx-{q.queue} {irq} -> {irq_where}"
+
+
+def _cpus_words(cpus: tuple[int, ...]) -> str:
+    return f"CPU{'s' if len(cpus) > 1 else ''} {format_cpulist(cpus)}"

@@ -207,7 +207,7 @@ class Receiver:
 
     def close(self) -> None:
         if self._handle is not None:
-            lib.pps_recv_free(ffi.gc(self._handle, None))
+            ffi.release(self._handle)  # runs pps_recv_free now, not at garbage collection
             self._handle = None
 
     def __enter__(self) -> Receiver:

@@ -1,0 +1,222 @@
+"""The `pps` command: a table of subcommands, one cmd_* function each.
+
+Only this module prints and chooses exit codes: 0 success, 1 a check failed (loss over
+the bound, a regression), 2 bad usage or config, 3 the environment cannot do it,
+4 the run failed (a worker died), 130 interrupted (results so far saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import PpsError
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+DESCRIPTION = """\
+pps measures how many small UDP packets per second this host sends and receives, and
+where every packet that did not arrive was lost (NIC, backlog, IP, UDP socket).
+
+With no arguments, `pps run` benchmarks loopback: one sender, one receiver, pinned to
+separate CPUs, batch 64, 32-byte payloads, for 5 seconds.
+"""
+
+EPILOG = """\
+examples:
+  pps run                                   loopback, defaults
+  pps run --set senders.batch=32 --set receivers.count=2
+  pps run configs/lab-4q-rps.toml --json    one JSON object on stdout
+  pps run --dry-run --root tests/data/topo/mlx5-2socket --set receivers.placement=remote
+  pps topo --dev eth0                       CPUs, NUMA nodes, queues -> IRQs -> CPUs
+  pps lab up --queues 4 && pps run --set lab.enabled=true && pps lab down
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. senders.batch=32 (repeatable)")
+    p.add_argument("--duration", type=_positive_float, metavar="S", help="measurement seconds")
+    p.add_argument("--out", type=Path, metavar="DIR", help="results directory (default results/pps-TIME)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--csv", action="store_true", help="also write tables as CSV")
+    p.add_argument("--root", default="/", metavar="DIR", help="read sysfs/procfs under DIR")
+    p.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="pps", description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pps {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    run = sub.add_parser("run", help="run one benchmark (loopback by default)",
+                         description=DESCRIPTION, epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(run)
+    run.add_argument("--dry-run", action="store_true", help="print the placement plan; send nothing")
+
+    topo = sub.add_parser("topo", help="CPUs, NUMA nodes, NIC queues -> IRQs -> CPUs")
+    topo.add_argument("--dev", action="append", metavar="IFACE", help="only this device (repeatable)")
+    topo.add_argument("--root", default="/", metavar="DIR", help="read a captured tree under DIR")
+    topo.add_argument("--json", action="store_true")
+
+    lab = sub.add_parser("lab", help="network-namespace lab with a multi-queue veth")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=Parser, required=True)
+    up = lab_sub.add_parser("up", help="create the lab (idempotent)")
+    up.add_argument("--queues", type=int, default=4, help="veth queue count (default 4)")
+    up.add_argument("--rps-cpus", metavar="CPUS", help="RPS CPUs for every receive queue, e.g. 0-1")
+    up.add_argument("--gro", action="store_true", help="GRO (NAPI mode) on the receiving veth")
+    up.add_argument("--backlog", type=int, help="net.core.netdev_max_backlog (host-wide)")
+    up.add_argument("--rmem-max", type=int, help="net.core.rmem_max (host-wide)")
+    up.add_argument("--qdisc", help="qdisc on the sender's veth (pfifo, fq, ...)")
+    for action in (up, lab_sub.add_parser("down", help="remove the lab and anything it left"),
+                   lab_sub.add_parser("status", help="show the lab")):
+        action.add_argument("--id", default="lab", help="lab id (default: lab)")
+        action.add_argument("--json", action="store_true")
+
+    from . import commands  # the bigger subcommands register themselves there
+
+    commands.register(sub)
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config
+
+    sets = list(args.set)
+    if getattr(args, "duration", None):
+        sets.append(f"run.duration={args.duration}")
+    return load_config(args.config, sets)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import display
+    from .results import default_dir, dumps
+    from .runner import check_target_allowed, execute, make_plan
+
+    config = _load(args)
+    if args.dry_run:
+        check_target_allowed(config, args.yes)
+        topology, plan = make_plan(config, args.root)
+        if args.json:
+            print(dumps({"workers": [w.to_dict() for w in plan.workers], "plan": plan.to_dict()}))
+        else:
+            print(display.plan_text(plan.to_dict()))
+        return EXIT_OK
+    from .sampling import CounterSampler
+
+    def status(s: dict[str, Any]) -> None:
+        print(display.status_line(s), file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    report = execute(config, out=args.out or default_dir(), root=args.root, confirmed=args.yes,
+                     status=status, csv=args.csv, sampler_factory=CounterSampler.for_run)
+    if args.json:
+        print(dumps(report.summary))
+    else:
+        print(display.run_summary(report.summary))
+    return outcome_code(report.summary, config.run.max_loss)
+
+
+def outcome_code(summary: dict[str, Any], max_loss: float | None) -> int:
+    if summary.get("interrupted"):
+        return EXIT_INTERRUPTED
+    if summary.get("failure"):
+        print(f"pps: error: run failed: {summary['failure']} (results saved)", file=sys.stderr)
+        return EXIT_FAILED
+    if max_loss is not None and summary["loss_ratio"] > max_loss:
+        print(f"pps: loss {summary['loss_ratio']:.4%} is over run.max_loss {max_loss:.4%}",
+              file=sys.stderr)
+        return EXIT_CHECK
+    return EXIT_OK
+
+
+def cmd_topo(args: argparse.Namespace) -> int:
+    from .results import dumps
+    from .topo_view import describe, format_topology, topology_json
+
+    topology, info = describe(args.root, args.dev)
+    print(dumps(topology_json(topology, info)) if args.json else format_topology(topology, info))
+    return EXIT_OK
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from . import lab
+    from .config import build_config
+    from .results import dumps
+
+    if args.lab_command == "up":
+        raw = {"lab": {"id": args.id, "queues": args.queues, "gro": args.gro}}
+        for key, value in (("rps_cpus", args.rps_cpus), ("backlog", args.backlog),
+                           ("rmem_max", args.rmem_max), ("qdisc", args.qdisc)):
+            if value is not None:
+                raw["lab"][key] = value
+        options = build_config(raw, source="pps lab up").lab
+        spec = lab.LabSpec(id=options.id, queues=options.queues, rps_cpus=options.rps_cpus,
+                           gro=options.gro, backlog=options.backlog, rmem_max=options.rmem_max,
+                           qdisc=options.qdisc)
+        made, created = lab.lab_up(spec)
+        status = lab.lab_status(made.id)
+        if args.json:
+            print(dumps({"created": created, **status}))
+        else:
+            print(("created" if created else "already up, reused") + f" lab {made.id!r}")
+            print(lab.format_status(status))
+    elif args.lab_command == "down":
+        removed = lab.lab_down(args.id)
+        if args.json:
+            print(dumps({"removed": removed}))
+        else:
+            print("\n".join(f"removed {r}" for r in removed) or f"no lab {args.id!r}: nothing to remove")
+    else:
+        status = lab.lab_status(args.id)
+        print(dumps(status) if args.json else lab.format_status(status))
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "topo": cmd_topo, "lab": cmd_lab}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "run"
+    if args.command is None:  # bare `pps` runs the default loopback benchmark
+        args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
+    from . import commands
+
+    handler = COMMANDS.get(command) or commands.HANDLERS[command]
+    try:
+        return handler(args)
+    except PpsError as exc:
+        print(f"pps {command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"pps {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Subcommands beyond run/topo/lab: sweep, search, report, compare, check.
+
+Each registers its parser here and maps its name to a cmd_* function in HANDLERS.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the parsers of the subcommands defined in this module."""

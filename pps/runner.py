@@ -1,0 +1,151 @@
+"""One `pps run` end to end: config -> topology -> plan -> (lab) -> trial -> tables ->
+ledger -> results directory. The CLI and sweeps call `execute`; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import latency, metadata, summary
+from .config import Config
+from .errors import ConfigError, EnvironmentNotAble
+from .orchestrator import Trial, TrialOutcome, WorkerSpec
+from .placement import Plan, plan_workers
+from .results import write_trial
+from .topology import Topology, read_topology
+
+LAB_NET = ipaddress.ip_network("198.18.0.0/15")
+
+
+@dataclass
+class RunReport:
+    """What a finished (or stopped) trial produced."""
+
+    summary: dict[str, Any]
+    run_json: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    outcome: TrialOutcome
+    results_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_target_allowed(config: Config, confirmed: bool) -> None:
+    """Loopback and lab addresses are always fine; anything else is a real load on a real
+    network and needs --yes."""
+    if config.lab.enabled:
+        return
+    for address in config.target.all_addresses:
+        ip = ipaddress.ip_address(address)
+        if not (ip.is_loopback or ip in LAB_NET) and not confirmed:
+            raise ConfigError(
+                f"target {address} is neither loopback nor a lab address; this sends a real "
+                "load onto a real network: pass --yes if you mean it")
+
+
+def route_device(address: str) -> str | None:
+    """The device the route to `address` leaves by (lo for loopback)."""
+    if ipaddress.ip_address(address).is_loopback:
+        return "lo"
+    from pyroute2 import IPRoute
+
+    try:
+        with IPRoute() as ipr:
+            routes = ipr.route("get", dst=address)
+            index = routes[0].get_attr("RTA_OIF")
+            return ipr.get_links(index)[0].get_attr("IFLA_IFNAME")
+    except Exception as exc:  # netlink says no route, or no such family
+        raise EnvironmentNotAble(f"no route to {address}: {exc}") from None
+
+
+def make_plan(config: Config, root: str = "/", device: str | None = None) -> tuple[Topology, Plan]:
+    device = device or config.target.device or route_device(config.target.address)
+    topology = read_topology(root, devices=[device] if device else None)
+    return topology, plan_workers(topology, config, device)
+
+
+def _worker_specs(plan: Plan, send_ns: str | None, recv_ns: str | None) -> list[WorkerSpec]:
+    return [WorkerSpec(role=w.role, index=w.index, cpu=w.cpu, node=w.node, queue=w.queue,
+                       netns=send_ns if w.role == "sender" else recv_ns) for w in plan.workers]
+
+
+def _addresses(config: Config, lab: Any | None) -> dict[str, Any]:
+    if lab is not None:
+        return {"destinations": [lab.receiver_addr], "bind": lab.receiver_addr}
+    targets = list(config.target.all_addresses)
+    # Several destination addresses: receivers listen on all of them.
+    bind = targets[0] if len(targets) == 1 else ("::" if ":" in targets[0] else "0.0.0.0")
+    return {"destinations": targets, "bind": bind}
+
+
+def warnings_for(config: Config, plan: Plan) -> list[str]:
+    out = list(plan.notes)
+    s, r = config.senders, config.receivers
+    if s.gso_segments and r.gro:
+        out.append("GSO into a GRO receiver on one host passes super-datagrams whole: the segment "
+                   "count is not a packet rate on the wire")
+    return out
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: bool = False,
+            status: ProgressFn | None = None, csv: bool = False,
+            sampler_factory: Callable[..., Any] | None = None) -> RunReport:
+    """Run one trial of `config` and save it under `out` (None: keep it in memory)."""
+    check_target_allowed(config, confirmed)
+    from .labrun import LabSession  # the lab imports pyroute2 pieces only when used
+
+    with LabSession(config) as lab:
+        device = lab.receiver_dev if lab else None
+        topology, plan = make_plan(config, root, device)
+        send_ns = lab.sender_ns if lab else None
+        recv_ns = lab.receiver_ns if lab else None
+        specs = _worker_specs(plan, send_ns, recv_ns)
+        warnings = warnings_for(config, plan)
+        sampler = None
+        if config.collect.enabled and sampler_factory is not None:
+            sampler = sampler_factory(config, lab, plan)
+        host_before = metadata.host(root)
+        outcome = Trial(config, specs, _addresses(config, lab), sampler=sampler, status=status).run()
+        host_after = metadata.host(root)
+        lab_info = lab.describe() if lab else None
+    report = build_report(config, plan, topology, outcome, warnings, host_before, host_after,
+                          lab_info, sampler)
+    if out is not None:
+        report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)
+        report.summary["results_dir"] = str(report.results_dir)
+    return report
+
+
+def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialOutcome,
+                 warnings: list[str], host_before: dict, host_after: dict,
+                 lab_info: dict | None, sampler: Any | None) -> RunReport:
+    result = summary.summarize(outcome)
+    tables = {
+        "samples": summary.samples_table(outcome),
+        "workers": summary.workers_table(outcome),
+        "flows": summary.flows_table(outcome),
+        "latency": latency.table(outcome.histograms),
+    }
+    if sampler is not None:
+        tables["counters"] = sampler.table()
+        ledger = sampler.ledger(result["sent"], result["received"])
+        result["ledger"] = ledger
+        warnings += sampler.notes()
+    result["warnings"] = warnings
+    run_json = {
+        "config": config.to_dict(), "source": config.source, "summary": result,
+        "plan": plan.to_dict(), "topology": topology.to_dict(),
+        "host": {"before": host_before, "after": host_after}, "lab": lab_info,
+        "started_at": outcome.started_at, "workers": [
+            {k: w[k] for k in ("role", "index", "cpu", "cpus_allowed", "pid", "socket", "failure")}
+            for w in outcome.workers],
+    }
+    return RunReport(result, run_json, tables, outcome, warnings=warnings)

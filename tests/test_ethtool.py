@@ -1,0 +1,100 @@
+"""pps.ethtool: pure decoders on packed buffers, then live ioctls on lo and a namespaced veth."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from pps import ethtool
+from pps.errors import EnvironmentNotAble
+
+
+def _pad(buf: bytes, size: int) -> bytes:
+    return buf.ljust(size, b"\0")
+
+
+def test_decode_drvinfo():
+    buf = ethtool.DRVINFO.pack(ethtool.ETHTOOL_GDRVINFO, b"mlx5_core", b"24.10-1.1.4", b"28.39.1002 (MT_0000000013)",
+                               b"0000:81:00.0", b"", b"", 0, 421, 0, 0, 0)
+    assert ethtool.DRVINFO.size == 196  # sizeof(struct ethtool_drvinfo)
+    assert ethtool.decode_drvinfo(buf) == {"driver": "mlx5_core", "version": "24.10-1.1.4",
+                                           "firmware": "28.39.1002 (MT_0000000013)",
+                                           "bus": "0000:81:00.0", "n_stats": 421}
+
+
+def test_decode_rings_and_channels():
+    rings = ethtool.RINGPARAM.pack(ethtool.ETHTOOL_GRINGPARAM, 8192, 0, 0, 8192, 1024, 0, 0, 1024)
+    assert ethtool.decode_rings(rings) == {"rx": 1024, "rx_mini": 0, "rx_jumbo": 0, "tx": 1024,
+                                           "rx_max": 8192, "rx_mini_max": 0, "rx_jumbo_max": 0,
+                                           "tx_max": 8192}
+    ch = ethtool.CHANNELS.pack(ethtool.ETHTOOL_GCHANNELS, 0, 0, 0, 63, 0, 0, 0, 8)
+    assert ethtool.decode_channels(ch) == {"rx": 0, "tx": 0, "other": 0, "combined": 8, "max_rx": 0,
+                                           "max_tx": 0, "max_other": 0, "max_combined": 63}
+
+
+@pytest.mark.parametrize("bits,letters,fields", [
+    (0x30, "sd", ["IP SA", "IP DA"]),  # i40e/mlx5 default for udp4: addresses only
+    (0xF0, "sdfn", ["IP SA", "IP DA", "L4 bytes 0 & 1 [TCP/UDP src port]",
+                    "L4 bytes 2 & 3 [TCP/UDP dst port]"]),
+    (0, "", []),
+])
+def test_decode_rss_hash_fields(bits, letters, fields):
+    buf = _pad(ethtool.RXNFC_HEAD.pack(ethtool.ETHTOOL_GRXFH, ethtool.UDP_V4_FLOW, bits), ethtool.RXNFC_SIZE)
+    out = ethtool.decode_rxfh(buf)
+    assert (out["letters"], out["fields"], out["bits"], out["discard"]) == (letters, fields, bits, False)
+
+
+def test_decode_rss_discard():
+    assert ethtool.decode_hash_fields(1 << 31)["discard"] is True
+
+
+def test_lo_is_a_clean_none_or_dict():
+    out = ethtool.device_settings("lo")
+    assert set(out) == {"driver_info", "channels", "rings", "rss_udp4"}
+    for value in out.values():
+        assert value is None or isinstance(value, dict)
+
+
+def test_missing_device_raises_environment_error():
+    with pytest.raises(EnvironmentNotAble, match="no device 'pps-nope0'"):
+        ethtool.driver_info("pps-nope0")
+    with pytest.raises(EnvironmentNotAble, match="bad interface name"):
+        ethtool.channels("x" * 20)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def veth_ns():
+    """A namespace with a 4-queue veth pair inside it; always deleted afterwards."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    ns = f"pps-t-{uuid.uuid4().hex[:8]}"
+    _ip("netns", "add", ns)
+    try:
+        _ip("-n", ns, "link", "add", "va", "numtxqueues", "4", "numrxqueues", "4", "type", "veth",
+            "peer", "name", "vb", "numtxqueues", "4", "numrxqueues", "4")
+        _ip("-n", ns, "link", "set", "va", "up")
+        _ip("-n", ns, "link", "set", "vb", "up")
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def test_veth_in_a_namespace(veth_ns):
+    info = ethtool.driver_info("va", veth_ns)
+    assert info is not None and info["driver"] == "veth"
+    ch = ethtool.channels("va", veth_ns)
+    assert ch is not None and ch["rx"] == 4 and ch["tx"] == 4
+    out = ethtool.device_settings("vb", veth_ns)
+    assert out["driver_info"]["driver"] == "veth"
+    assert out["rss_udp4"] is None  # veth has no RSS
+    # The device is only in the namespace, not here.
+    with pytest.raises(EnvironmentNotAble, match="no device 'va'"):
+        ethtool.driver_info("va")

@@ -117,8 +117,8 @@ def _check_cpus(key: str, cpus: tuple[int, ...] | None, topo: Topology) -> None:
     online = set(topo.online_cpus)
     absent = [c for c in cpus if c not in known]
     if absent:
-        raise PlacementError(f"{key} names CPU {format_cpulist(absent)}, which this machine does not "
-                             f"have (it has CPUs {format_cpulist(known)})")
+        raise PlacementError(f"{key} names CPU {format_cpulist(absent)}, which this machine "
+                             f"does not have (it has CPUs {format_cpulist(known)})")
     offline = [c for c in cpus if c not in online]
     if offline:
         raise PlacementError(f"{key} names offline CPU {format_cpulist(offline)} "
@@ -152,8 +152,8 @@ def _receiver_queues(dev: Device | None, count: int) -> list[RxQueue]:
 
 def _place_senders(board: _Board, count: int, cpus: tuple[int, ...] | None) -> list[WorkerSlot]:
     if cpus is not None:
-        return [board.slot("sender", i, cpus[i % len(cpus)], None, f"senders.cpus item {i % len(cpus)}")
-                for i in range(count)]
+        return [board.slot("sender", i, cpus[i % len(cpus)], None,
+                           f"senders.cpus item {i % len(cpus)}") for i in range(count)]
     out = []
     for i in range(count):
         # Free CPU first, then a free core, then the lowest number: apart from receivers.
@@ -193,8 +193,9 @@ def _anchor(board: _Board, dev: Device, q: RxQueue, i: int,
     """The CPU that does queue q's receive work for receiver i, and words saying so."""
     name = f"{dev.name} rx-{q.queue}"
     if q.serviced_by == "sender":
-        board.notes.append(f"{dev.name}: a queue with no IRQ and no RPS CPUs is serviced by the CPU "
-                           "that sends into it, so queue policies take the sender's CPU as its CPU")
+        board.notes.append(f"{dev.name}: a queue with no IRQ and no RPS CPUs is serviced by the "
+                           "CPU that sends into it, so queue policies take the sender's CPU "
+                           "as its CPU")
         s = senders[i % len(senders)]
         return s.cpu, f"CPU {s.cpu} (sender {s.index}), which runs {name}'s receive path"
     if q.serviced_by == "unknown":
@@ -253,7 +254,8 @@ def _remote(board: _Board, dev: Device, anchor: int, where: str) -> tuple[int, s
     topo = board.topo
     nodes = topo.online_nodes()
     if len(nodes) < 2:
-        raise PlacementError(f"remote needs a second NUMA node; this machine has {_count(len(nodes))}")
+        raise PlacementError("remote needs a second NUMA node; "
+                             f"this machine has {_count(len(nodes))}")
     home = dev.numa_node
     if home is None:
         home = topo.node_of(anchor)
@@ -261,7 +263,8 @@ def _remote(board: _Board, dev: Device, anchor: int, where: str) -> tuple[int, s
                            f"taken relative to node {home} of the CPU servicing its queue")
     candidates = [c for n, cpus in nodes.items() if n != home for c in cpus]
     if not candidates:
-        raise PlacementError(f"remote needs online CPUs on a node other than node {home}; there are none")
+        raise PlacementError(f"remote needs online CPUs on a node other than node {home}; "
+                             "there are none")
     cpu = _least_loaded(board, candidates)
     return cpu, f"CPU {cpu} on node {topo.node_of(cpu)}; {dev.name} is on node {home} ({where})"
 

@@ -36,7 +36,8 @@ def _settings(name: str) -> DeviceInfo | None:
         return None
 
 
-def topology_json(topo: Topology, info: dict[str, DeviceInfo | None] | None = None) -> dict[str, Any]:
+def topology_json(topo: Topology,
+                  info: dict[str, DeviceInfo | None] | None = None) -> dict[str, Any]:
     """The `pps topo --json` object: Topology.to_dict() with each device's ethtool settings."""
     out = topo.to_dict()
     for dev in out["devices"]:
@@ -68,7 +69,7 @@ def _cpu_lines(topo: Topology) -> list[str]:
             info = topo.cpu(cpu)
             if info and info.online:
                 cores.setdefault(info.core_key, []).append(cpu)
-        groups = [format_cpulist(threads) for _, threads in sorted(cores.items(), key=lambda kv: min(kv[1]))]
+        groups = [format_cpulist(threads) for threads in sorted(cores.values(), key=min)]
         smt = any(len(threads) > 1 for threads in cores.values())
         label = "cores (SMT siblings joined)" if smt else "cores (no SMT)"
         lines.append(f"    {len(cores)} {label}: {' '.join('[' + g + ']' for g in groups)}")
@@ -80,7 +81,8 @@ def _device_lines(dev: Device, info: DeviceInfo | None) -> list[str]:
     driver = dev.driver or drv.get("driver") or "none (virtual device)"
     extra = ", ".join(f"{k} {drv[k]}" for k in ("version", "firmware", "bus") if drv.get(k))
     node = "unknown" if dev.numa_node is None else str(dev.numa_node)
-    lines = [f"{dev.name}: driver {driver}" + (f" ({extra})" if extra else "") + f", NUMA node {node}"]
+    extra = f" ({extra})" if extra else ""
+    lines = [f"{dev.name}: driver {driver}{extra}, NUMA node {node}"]
     if info is not None:
         lines.append(f"  channels: {_channels(info.get('channels'))}")
         lines.append(f"  rings: {_rings(info.get('rings'))}")
@@ -91,7 +93,8 @@ def _device_lines(dev: Device, info: DeviceInfo | None) -> list[str]:
     for q in dev.rx_queues:
         lines.append(f"  {describe_queue(q)}")
     xps = [f"tx-{q.queue} {format_cpulist(q.xps_cpus)}" for q in dev.tx_queues if q.xps_cpus]
-    lines.append(f"  tx queues: {len(dev.tx_queues)}" + (f"; XPS {', '.join(xps)}" if xps else "; no XPS"))
+    xps_text = f"XPS {', '.join(xps)}" if xps else "no XPS"
+    lines.append(f"  tx queues: {len(dev.tx_queues)}; {xps_text}")
     return lines
 
 

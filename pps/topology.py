@@ -238,7 +238,8 @@ def parse_interrupts(text: str) -> dict[int, str]:
             continue
         fields = rest.split()
         if fields:
-            # The action name is the last field: "... PCI-MSIX-0000:81:00.0 5-edge mlx5_comp3@pci:..."
+            # The action name is the last field:
+            # "... PCI-MSIX-0000:81:00.0 5-edge mlx5_comp3@pci:0000:81:00.0"
             out[int(head)] = fields[-1]
     return out
 

@@ -18,8 +18,9 @@ def _pad(buf: bytes, size: int) -> bytes:
 
 
 def test_decode_drvinfo():
-    buf = ethtool.DRVINFO.pack(ethtool.ETHTOOL_GDRVINFO, b"mlx5_core", b"24.10-1.1.4", b"28.39.1002 (MT_0000000013)",
-                               b"0000:81:00.0", b"", b"", 0, 421, 0, 0, 0)
+    buf = ethtool.DRVINFO.pack(ethtool.ETHTOOL_GDRVINFO, b"mlx5_core", b"24.10-1.1.4",
+                               b"28.39.1002 (MT_0000000013)", b"0000:81:00.0", b"", b"",
+                               0, 421, 0, 0, 0)
     assert ethtool.DRVINFO.size == 196  # sizeof(struct ethtool_drvinfo)
     assert ethtool.decode_drvinfo(buf) == {"driver": "mlx5_core", "version": "24.10-1.1.4",
                                            "firmware": "28.39.1002 (MT_0000000013)",
@@ -43,9 +44,11 @@ def test_decode_rings_and_channels():
     (0, "", []),
 ])
 def test_decode_rss_hash_fields(bits, letters, fields):
-    buf = _pad(ethtool.RXNFC_HEAD.pack(ethtool.ETHTOOL_GRXFH, ethtool.UDP_V4_FLOW, bits), ethtool.RXNFC_SIZE)
+    head = ethtool.RXNFC_HEAD.pack(ethtool.ETHTOOL_GRXFH, ethtool.UDP_V4_FLOW, bits)
+    buf = _pad(head, ethtool.RXNFC_SIZE)
     out = ethtool.decode_rxfh(buf)
-    assert (out["letters"], out["fields"], out["bits"], out["discard"]) == (letters, fields, bits, False)
+    got = (out["letters"], out["fields"], out["bits"], out["discard"])
+    assert got == (letters, fields, bits, False)
 
 
 def test_decode_rss_discard():

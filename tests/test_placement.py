@@ -179,7 +179,7 @@ def test_one_cpu_machine_still_plans():
 @pytest.mark.parametrize("sets,device,message", [
     (["receivers.placement=remote"], "lo", "remote needs a second NUMA node; this machine has one"),
     (["receivers.placement=local"], None, "set target.device"),
-    (["receivers.cpus=4-5"], "lo", r"receivers.cpus names CPU 4-5, which this machine does not have"),
+    (["receivers.cpus=4-5"], "lo", "receivers.cpus names CPU 4-5, which this machine does not"),
     (["senders.cpus=9"], "lo", "senders.cpus names CPU 9"),
     (["receivers.placement=smt-sibling"], "lo", "no online SMT sibling"),
     (["receivers.placement=spread"], "eth9", "device 'eth9' is not in the topology"),

@@ -45,7 +45,8 @@ def test_mlx5_two_sockets_smt_queue_irqs():
     assert topo.cpu(5).core == 8  # Intel's core_id gaps are kept as the kernel reports them
     dev = topo.devices["enp129s0f0np0"]
     assert dev.driver == "mlx5_core" and dev.numa_node == 1 and dev.bus == "0000:81:00.0"
-    assert [q.irq_name for q in dev.rx_queues] == [f"mlx5_comp{i}@pci:0000:81:00.0" for i in range(8)]
+    names = [f"mlx5_comp{i}@pci:0000:81:00.0" for i in range(8)]
+    assert [q.irq_name for q in dev.rx_queues] == names
     assert [q.cpus for q in dev.rx_queues] == [(8 + i,) for i in range(8)]
     assert all(q.serviced_by == "irq" for q in dev.rx_queues)
     assert [q.xps_cpus for q in dev.tx_queues] == [(8 + i,) for i in range(8)]
@@ -114,7 +115,8 @@ def test_msi_irqs_keep_devices_apart(tmp_path):
 def test_parse_interrupts_names():
     text = (
         "           CPU0       CPU1\n"
-        "  98:          1          2  PCI-MSIX-0000:81:00.0    1-edge      mlx5_comp0@pci:0000:81:00.0\n"
+        "  98:          1          2  PCI-MSIX-0000:81:00.0    1-edge      "
+        "mlx5_comp0@pci:0000:81:00.0\n"
         " 130:          0          0  IR-PCI-MSI 1572865-edge      i40e-eth0-TxRx-0\n"
         "NMI:          0          0   Non-maskable interrupts\n"
     )

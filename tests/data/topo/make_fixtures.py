@@ -88,7 +88,8 @@ def build(m: Machine) -> None:
                 write(f"{topo}/core_id", str(core_id))
                 write(f"{topo}/physical_package_id", str(pkg_id))
                 # an offline thread drops out of its twin's sibling list too
-                write(f"{topo}/thread_siblings_list", cpulist([t for t in threads if t not in m.offline]))
+                alive = [t for t in threads if t not in m.offline]
+                write(f"{topo}/thread_siblings_list", cpulist(alive))
     if m.nodes is not None:
         for n, cs in m.nodes.items():
             write(f"{root}/sys/devices/system/node/node{n}/cpulist",
@@ -125,8 +126,8 @@ def build_nic(root: str, nic: Nic, irq: int, lines: list[str], ncpu: int) -> int
             write(f"{root}/proc/irq/{irq}/effective_affinity_list", aff.split("-")[0].split(",")[0])
         lines.append(f"{irq:4d}:{counts}  PCI-MSIX-{bus} {q + 1}-edge      {name}")
         write(f"{net}/queues/rx-{q}/rps_cpus", nic.rps.get(q, "0"))
-        write(f"{net}/queues/tx-{q}/xps_cpus", format(1 << int(aff.split("-")[0].split(",")[0]), "x")
-              if nic.xps else "0")
+        first = int(aff.split("-")[0].split(",")[0])
+        write(f"{net}/queues/tx-{q}/xps_cpus", format(1 << first, "x") if nic.xps else "0")
         irq += 1
     for name in nic.extra_irqs:
         write(f"{pci_dir}/msi_irqs/{irq}", "msix")
@@ -136,7 +137,8 @@ def build_nic(root: str, nic: Nic, irq: int, lines: list[str], ncpu: int) -> int
     return irq + 8  # leave a gap, as real IRQ numbers have
 
 
-def intel_2s(cores: list[int], threads: int, per_pkg: int, smt: bool) -> list[list[tuple[int, list[int]]]]:
+def intel_2s(cores: list[int], threads: int, per_pkg: int,
+             smt: bool) -> list[list[tuple[int, list[int]]]]:
     """Intel numbering: package p core k is CPU p*per_pkg+k, its SMT twin that + threads/2."""
     half = threads // 2 if smt else threads
     pkgs = []

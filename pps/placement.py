@@ -98,12 +98,13 @@ def plan_workers(topology: Topology, config: Config, device: str | None = None) 
     board = _Board(topology)
     queues = _receiver_queues(dev, r.count) if policy in QUEUE_POLICIES else []
     sender_first = s.cpus is not None or any(q.serviced_by == "sender" for q in queues)
+    irq_cpus = _irq_cpus(dev)
     senders: list[WorkerSlot] = []
     if sender_first:
-        senders = _place_senders(board, s.count, s.cpus)
+        senders = _place_senders(board, s.count, s.cpus, irq_cpus)
     receivers = _place_receivers(board, policy, dev, queues, r.count, r.cpus, senders)
     if not sender_first:
-        senders = _place_senders(board, s.count, s.cpus)
+        senders = _place_senders(board, s.count, s.cpus, irq_cpus)
     workers = tuple(senders + receivers)
     notes = board.notes + _sharing_notes(workers)
     return Plan(workers, policy, dev.name if dev else device, tuple(dict.fromkeys(notes)))
@@ -142,6 +143,13 @@ def _device(topo: Topology, name: str | None, policy: str) -> Device | None:
     return dev
 
 
+def _irq_cpus(dev: Device | None) -> set[int]:
+    """CPUs that take the device's queue interrupts or do its RPS work."""
+    if dev is None:
+        return set()
+    return {c for q in dev.rx_queues if q.serviced_by in ("irq", "rps") for c in q.cpus}
+
+
 def _receiver_queues(dev: Device | None, count: int) -> list[RxQueue]:
     """Receiver i is meant for RX queue i mod the number of queues."""
     assert dev is not None
@@ -150,18 +158,20 @@ def _receiver_queues(dev: Device | None, count: int) -> list[RxQueue]:
 
 # ---------------------------------------------------------------------------- senders
 
-def _place_senders(board: _Board, count: int, cpus: tuple[int, ...] | None) -> list[WorkerSlot]:
+def _place_senders(board: _Board, count: int, cpus: tuple[int, ...] | None,
+                   irq_cpus: set[int]) -> list[WorkerSlot]:
     if cpus is not None:
         return [board.slot("sender", i, cpus[i % len(cpus)], None,
                            f"senders.cpus item {i % len(cpus)}") for i in range(count)]
     out = []
     for i in range(count):
-        # Free CPU first, then a free core, then the lowest number: apart from receivers.
-        cpu = min(board.topo.online_cpus, key=lambda c: (*board.load(c), c))
+        # A free core, then a free CPU, then the least shared; among equals keep off the
+        # CPUs that take the device's queue interrupts, whose softirq work would compete.
+        cpu = min(board.topo.online_cpus, key=lambda c: (*board.load(c), c in irq_cpus, c))
         load = board.load(cpu)
-        why = ("free core" if load == (0, 0) else "free CPU on a busy core" if load[0] == 0
+        why = ("a free core" if load == (0, 0) else "a free CPU on a busy core" if load[0] == 0
                else "no free CPU left; shared")
-        out.append(board.slot("sender", i, cpu, None, f"apart from the receivers: {why}"))
+        out.append(board.slot("sender", i, cpu, None, why))
     return out
 
 
@@ -235,7 +245,7 @@ def _sibling(board: _Board, dev: Device, anchor: int, where: str) -> tuple[int, 
     if not candidates:
         raise PlacementError(f"sibling needs another core on node {node} besides that of {where}; "
                              f"node {node} has no other online core")
-    irq_cpus = {c for q in dev.rx_queues if q.serviced_by in ("irq", "rps") for c in q.cpus}
+    irq_cpus = _irq_cpus(dev)
     cpu = _least_loaded(board, candidates, lambda c: c in irq_cpus)
     return cpu, f"CPU {cpu}, another core on node {node} than {where}"
 

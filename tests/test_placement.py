@@ -214,3 +214,9 @@ def test_explicit_round_robin_and_overlap_note():
     p = plan("i40e-2socket", "receivers.cpus=3,5", "receivers.count=3", "senders.cpus=3")
     assert [w.cpu for w in p.receivers] == [3, 5, 3]
     assert "senders and receivers share CPU 3" in p.notes
+
+
+def test_senders_keep_off_queue_irq_cpus_when_they_can():
+    p = plan("i40e-2socket", "receivers.placement=local", "receivers.count=3", "senders.count=2")
+    assert [w.cpu for w in p.receivers] == [0, 1, 2]
+    assert {w.node for w in p.senders} == {1}  # CPUs 0-7 take eth0's queue IRQs

@@ -33,6 +33,8 @@ def to_frame(snapshots: Sequence[Snapshot]) -> pd.DataFrame:
     cols: dict[str, list] = {c: [] for c in ["t", *KEY, "value"]}
     for t, readings in snapshots:
         for ns, r in readings:
+            if r.value >= 1 << 63:
+                continue  # ~0ULL "not set" markers: no real counter gets there; int64 can't hold it
             cols["t"].append(float(t))
             cols["source"].append(r.source)
             cols["netns"].append(ns)
@@ -44,7 +46,7 @@ def to_frame(snapshots: Sequence[Snapshot]) -> pd.DataFrame:
     df = pd.DataFrame(cols)
     df["queue"] = df["queue"].astype("Int64")
     df["cpu"] = df["cpu"].astype("Int64")
-    df["value"] = df["value"].astype("int64") if len(df) else df["value"].astype("int64")
+    df["value"] = df["value"].astype("int64")
     if df.empty:
         df["delta"] = pd.Series(dtype="float64")
         df["reset"] = pd.Series(dtype="bool")

@@ -86,3 +86,9 @@ def test_empty():
     df = to_frame([])
     assert df.empty and "delta" in df.columns
     assert totals(df).empty
+
+
+def test_not_set_marker_is_left_out():
+    df = to_frame(snaps([("n", R("ethtool", "x", 2**64 - 1, device="e")),
+                         ("n", R("snmp", "TcpMaxConn", -1))]))
+    assert df["name"].tolist() == ["TcpMaxConn"]

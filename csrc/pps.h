@@ -96,6 +96,7 @@ struct pps_send_params {
     double rate_pps;       /* 0: unpaced */
     uint64_t burst;        /* most packets back to back when paced (>= batch) */
     uint64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
+    uint64_t max_packets;  /* stop after this many packets in all; 0: no limit */
     int clock_id;          /* clock for tx_ns */
 };
 

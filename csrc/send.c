@@ -76,6 +76,13 @@ static void wait_until(uint64_t target, uint64_t *sleeps)
         cpu_relax();
 }
 
+/* Errors that no retry can cure: the socket or the parameters are wrong. */
+static int is_fatal(int err)
+{
+    return err == EBADF || err == ENOTSOCK || err == EINVAL || err == EFAULT ||
+           err == EDESTADDRREQ || err == EMSGSIZE || err == EAFNOSUPPORT || err == EIO;
+}
+
 static void count_error(struct pps_stats *st, int err, uint64_t *eagain, uint64_t *enobufs,
                         uint64_t *refused, uint64_t *errors)
 {
@@ -119,11 +126,19 @@ int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t
 
     PUBLISH(st->state, PPS_STATE_RUNNING);
     uint32_t flow = 0;
+    int fatal = 0;
     while (!STOPPED(shm, PPS_ROLE_SENDER)) {
         uint32_t count = p->batch;
         uint64_t now = pps_now_ns(CLOCK_MONOTONIC);
         if (p->deadline_ns && now >= p->deadline_ns)
             break;
+        if (p->max_packets) {
+            if (packets >= p->max_packets)
+                break;
+            uint64_t left = (p->max_packets - packets + s.segs - 1) / s.segs;
+            if (left < count)
+                count = (uint32_t)left;
+        }
         if (paced) {
             uint64_t due = (uint64_t)((double)(now - t0) / ns_per_pkt);
             if (due > credited + burst) /* fell behind: forgive all but one burst */
@@ -149,6 +164,7 @@ int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t
             bytes += (uint64_t)r * s.msg_bytes;
             credited += pk;
         } else {
+            fatal = is_fatal(errno) ? errno : 0;
             count_error(st, errno, &eagain, &enobufs, &refused, &errors);
         }
         if (++flow == p->nflows)
@@ -163,8 +179,14 @@ int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t
         PUBLISH(st->errors, errors);
         PUBLISH(st->pace_sleeps, sleeps);
         PUBLISH(st->heartbeat_ns, now);
+        if (fatal)
+            break;
     }
-    PUBLISH(st->state, PPS_STATE_DONE);
+    PUBLISH(st->state, fatal ? PPS_STATE_FAILED : PPS_STATE_DONE);
     sender_free(&s);
+    if (fatal) {
+        errno = fatal;
+        return -1;
+    }
     return 0;
 }

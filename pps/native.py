@@ -138,6 +138,7 @@ class SendParams:
     rate_pps: float = 0.0
     burst: int = 0
     deadline_ns: int = 0
+    max_packets: int = 0
     clock: int = CLOCK_MONOTONIC
 
 
@@ -153,10 +154,11 @@ def send_loop(params: SendParams, stats: SharedStats, slot: int, flow_seq: list[
         "fds": fds, "nflows": len(params.fds), "flow_base": params.flow_base,
         "batch": params.batch, "payload": params.payload, "gso_segments": params.gso_segments,
         "raw": int(params.raw), "rate_pps": params.rate_pps, "burst": params.burst,
-        "deadline_ns": params.deadline_ns, "clock_id": params.clock,
+        "deadline_ns": params.deadline_ns, "max_packets": params.max_packets,
+        "clock_id": params.clock,
     })
     if lib.pps_send_loop(p, stats.shm, slot, seqs) != 0:
-        _raise_errno("pps_send_loop")
+        _raise_errno("sendmmsg")
     return list(seqs)
 
 
@@ -195,7 +197,7 @@ class Receiver:
 
     def run(self, stats: SharedStats, slot: int) -> None:
         if lib.pps_recv_loop(self._handle, stats.shm, slot) != 0:
-            _raise_errno("pps_recv_loop")
+            _raise_errno("recvmmsg")
 
     def flows(self) -> list[dict[str, int]]:
         cap = self.params.max_flows

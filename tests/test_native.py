@@ -1,0 +1,180 @@
+"""The C boundary with real sockets on loopback: round trips, exact accounting of
+crafted sequence numbers, hostile packets, live counters, errno -> OSError."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from pps import native
+from pps.sockets import open_receiver, open_senders
+
+WIRE = struct.Struct("<IIQQ")
+
+
+@pytest.fixture
+def stats():
+    shm = native.SharedStats.create(2)
+    yield shm
+    shm.close()
+
+
+class RunningReceiver:
+    """A receiver loop on a thread (the C call releases the GIL), on an ephemeral port."""
+
+    def __init__(self, stats: native.SharedStats, slot: int = 1, **params) -> None:
+        self.sock, self.report = open_receiver("127.0.0.1", 0, reuseport=False, rcvbuf=1 << 22)
+        self.port = self.sock.getsockname()[1]
+        self.stats, self.slot = stats, slot
+        self.receiver = native.Receiver(native.RecvParams(fd=self.sock.fileno(), batch=32, **params))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.receiver.run(self.stats, self.slot)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def wait_for(self, packets: int, timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        while self.stats.read(self.slot)["packets"] < packets and time.monotonic() < end:
+            time.sleep(0.01)
+
+    def stop(self) -> dict[str, int]:
+        self.stats.stop(native.RECEIVER)
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        if self.error:
+            raise self.error
+        counters = self.stats.read(self.slot)
+        self.flows = self.receiver.flows()
+        self.receiver.close()
+        self.sock.close()
+        return counters
+
+
+def send_raw(port: int, payloads: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in payloads:
+            s.sendto(p, ("127.0.0.1", port))
+            time.sleep(0.0002)  # gentle: never overflow the receive buffer
+
+
+def wire(flow: int, seq: int, tx_ns: int = 0, pad: int = 8) -> bytes:
+    return WIRE.pack(native.MAGIC, flow, seq, tx_ns or native.now_ns()) + b"\0" * pad
+
+
+def test_round_trip_exact_count(stats):
+    rx = RunningReceiver(stats)
+    socks, _ = open_senders([("127.0.0.1", rx.port)] * 3)
+    params = native.SendParams(fds=[s.fileno() for s in socks], flow_base=7 << 16, batch=16,
+                               payload=32, rate_pps=50_000, max_packets=3000)
+    seqs = native.send_loop(params, stats, 0, [0, 0, 0])
+    rx.wait_for(3000)
+    counters = rx.stop()
+    assert sum(seqs) == 3000 == stats.read(0)["packets"]
+    assert counters["packets"] == 3000
+    assert counters["lost"] == counters["reordered"] == counters["duplicate"] == 0
+    by_flow = {f["flow"]: f for f in rx.flows}
+    assert sorted(by_flow) == [(7 << 16) + i for i in range(3)]
+    for i, seq in enumerate(seqs):
+        assert by_flow[(7 << 16) + i]["unique"] == seq == by_flow[(7 << 16) + i]["next_seq"]
+    assert counters["lat_count"] == 3000 and sum(stats.histogram(1)) == 3000
+    for s in socks:
+        s.close()
+
+
+def test_skips_repeats_and_reorders_are_counted_exactly(stats):
+    rx = RunningReceiver(stats)
+    # flow 1: 0 1 2 5 4 3 3 6 9 (skip 7, 8), 10, 3000 (gap of 2989), 1500 (older than the
+    # 1024-wide window), 2500 (inside it)
+    order = [0, 1, 2, 5, 4, 3, 3, 6, 9, 10, 3000, 1500, 2500]
+    send_raw(rx.port, [wire(1, seq) for seq in order])
+    rx.wait_for(len(order))
+    c = rx.stop()
+    flow = rx.flows[0]
+    assert c["packets"] == len(order)
+    assert flow["received"] == 13 and flow["duplicate"] == 1 and c["duplicate"] == 1
+    # 4 and 3 came after 5; 1500 and 2500 after 3000 (1500 beyond the window: "late").
+    assert flow["reordered"] == 4 and flow["late"] == 1 == c["late"]
+    assert flow["next_seq"] == 3001
+    assert flow["unique"] == 12
+    # Missing: 7, 8 and 11..2999 except 1500 and 2500.
+    assert c["lost"] == 2 + 2989 - 2 == flow["next_seq"] - flow["unique"]
+
+
+def test_foreign_short_and_garbage_are_counted_not_trusted(stats):
+    rx = RunningReceiver(stats)
+    payloads = [b"", b"x" * 10, b"\xff" * 64, WIRE.pack(0xDEADBEEF, 1, 5, 0), wire(3, 0),
+                WIRE.pack(native.MAGIC, 0xFFFFFFFF, 2**64 - 1, 2**64 - 1)]
+    send_raw(rx.port, payloads)
+    rx.wait_for(len(payloads))
+    c = rx.stop()
+    assert c["packets"] == 6
+    assert c["short_pkts"] == 2 and c["foreign"] == 2
+    # The last one claims a send time in the far future: not a latency, a clock skew.
+    assert c["lat_skew"] == 1
+    assert {f["flow"] for f in rx.flows} == {3, 0xFFFFFFFF}
+
+
+def test_counters_are_live_while_the_loop_runs(stats):
+    rx = RunningReceiver(stats)
+    send_raw(rx.port, [wire(0, i) for i in range(50)])
+    rx.wait_for(50)
+    live = stats.read(1)
+    assert rx.thread.is_alive() and native.STATES[live["state"]] == "running"
+    assert live["packets"] == 50 and live["heartbeat_ns"] > 0
+    beat = live["heartbeat_ns"]
+    time.sleep(0.2)  # the blocking loop times out and publishes a fresh heartbeat
+    assert stats.read(1)["heartbeat_ns"] > beat
+    rx.stop()
+    assert stats.state(1) == "done"
+
+
+def test_flow_table_is_bounded(stats):
+    rx = RunningReceiver(stats, max_flows=8)
+    send_raw(rx.port, [wire(flow, 0) for flow in range(20)])
+    rx.wait_for(20)
+    c = rx.stop()
+    assert c["flows"] == 8 and c["untracked"] == 12 and len(rx.flows) == 8
+
+
+def test_errno_surfaces_as_oserror_naming_the_call(stats, tmp_path):
+    with open(tmp_path / "f", "w") as not_a_socket:
+        params = native.SendParams(fds=[not_a_socket.fileno()], flow_base=0, batch=4, payload=32)
+        with pytest.raises(OSError) as info:
+            native.send_loop(params, stats, 0, [0])
+    assert info.value.errno == errno.ENOTSOCK and "sendmmsg" in str(info.value)
+    assert stats.state(0) == "failed"
+    with pytest.raises(OSError) as info:
+        native.Receiver(native.RecvParams(fd=0, batch=8, max_flows=0))
+    assert info.value.errno == errno.EINVAL and "pps_recv_new" in str(info.value)
+
+
+def test_stop_word_ends_an_unpaced_sender_within_a_batch(stats):
+    rx = RunningReceiver(stats)
+    socks, _ = open_senders([("127.0.0.1", rx.port)])
+    params = native.SendParams(fds=[socks[0].fileno()], flow_base=0, batch=8, payload=32)
+    timer = threading.Timer(0.3, stats.stop, args=(native.SENDER,))
+    timer.start()
+    began = time.monotonic()
+    native.send_loop(params, stats, 0, [0])
+    assert time.monotonic() - began < 2.0
+    assert stats.read(0)["packets"] > 0
+    rx.stop()
+    socks[0].close()
+
+
+def test_histogram_buckets_are_contiguous_and_monotonic():
+    lows = native.hist_bounds()
+    assert lows[0] == 0 and all(b > a for a, b in zip(lows, lows[1:]))
+    for value in (0, 1, 31, 32, 33, 1000, 123_456_789, 2**40, 2**63):
+        i = native.hist_index(value)
+        assert lows[i] <= value and (i + 1 == len(lows) or value < lows[i + 1])

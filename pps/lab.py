@@ -1,6 +1,8 @@
 """A network-namespace test bed: sender and receiver namespaces joined by a multi-queue veth.
 
-    pps-<id>-tx  [pps-<id>-t 198.18.0.1/24] ==veth, N queues== [pps-<id>-r 198.18.0.2/24]  pps-<id>-rx
+    netns pps-<id>-tx: pps-<id>-t 198.18.0.1/24
+        <== veth, N TX and N RX queues on each end ==>
+    netns pps-<id>-rx: pps-<id>-r 198.18.0.2/24
 
 Built on pyroute2 (rtnetlink, tc, ethtool ioctl); nothing shells out. Netlink requests for a
 namespace run on a throw-away thread inside it (pps.netns.call_in), so the caller's threads
@@ -54,9 +56,11 @@ class LabSpec:
     xps: bool = False  # TX queue i served by CPU i % ncpus
     gro: bool = False  # GRO (and veth NAPI) on the receiving veth
     backlog: int | None = None  # net.core.netdev_max_backlog: HOST-WIDE, restored by down
-    rmem_max: int | None = None  # net.core.rmem_max in the receiver namespace
+    # net.core.rmem_max / rmem_default: in the receiver namespace where the kernel gives it
+    # its own copy, else host-wide (6.x), recorded and restored by down.
+    rmem_max: int | None = None
     qdisc: str | None = None  # root qdisc on the sender veth: "pfifo limit 1000", "fq", ...
-    rmem_default: int | None = None  # net.core.rmem_default in the receiver namespace
+    rmem_default: int | None = None
 
     def __post_init__(self) -> None:
         check_id(self.id)

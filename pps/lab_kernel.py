@@ -183,14 +183,15 @@ def set_features(dev: str, wanted: dict[str, bool]) -> dict[str, bool]:
 
     def put(eth: IoctlEthtool) -> dict[str, bool]:
         feats = eth.get_features()
-        missing = [n for n in wanted if n not in feats]
+        missing = [n for n, on in wanted.items() if n not in feats and on]
         if missing:
             raise EnvironmentNotAble(f"{dev}: kernel has no feature {', '.join(missing)}")
-        for name, on in wanted.items():
+        present = {n: on for n, on in wanted.items() if n in feats}  # absent means off
+        for name, on in present.items():
             feats[name] = on
         eth.set_features(feats)
         now = eth.get_features()
-        return {n: bool(now[n]) for n in wanted}
+        return {n: bool(now[n]) if n in now else False for n in wanted}
 
     got = _ethtool(dev, put)
     wrong = [n for n, on in wanted.items() if got[n] != on]

@@ -259,8 +259,8 @@ def test_per_queue_counters_move_with_gro(lab_id):
     before = queue_packets(lab)
     assert deliver(lab) == COUNT
     moved = {q: n - before[q] for q, n in queue_packets(lab).items()}
-    assert sum(moved.values()) == COUNT
-    assert any(moved.values())
+    assert sum(moved.values()) == COUNT  # every datagram went through a queue's NAPI
+    assert sum(1 for n in moved.values() if n) >= 2  # 8 sockets hash onto several queues
 
 
 @needs_root

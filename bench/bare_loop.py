@@ -1,0 +1,61 @@
+"""The bare C loops, pinned like `pps run`, with no orchestrator, sampling or results:
+the ceiling `pps run` is measured against. Prints one JSON line with the receive rate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+
+from pps import native
+from pps.sockets import open_receiver, open_senders
+
+
+def receiver(fd_port, stats_fd, nslots, cpu, batch, seconds, ready):
+    os.sched_setaffinity(0, {cpu})
+    stats = native.SharedStats.attach(stats_fd, nslots)
+    sock, _ = open_receiver("127.0.0.1", fd_port, reuseport=True)
+    rx = native.Receiver(native.RecvParams(fd=sock.fileno(), batch=batch))
+    ready.set()
+    rx.run(stats, 1)
+
+
+def sender(port, stats_fd, nslots, cpu, batch, payload, seconds):
+    os.sched_setaffinity(0, {cpu})
+    stats = native.SharedStats.attach(stats_fd, nslots)
+    socks, _ = open_senders([("127.0.0.1", port)])
+    native.send_loop(native.SendParams(fds=[socks[0].fileno()], flow_base=0, batch=batch,
+                                       payload=payload), stats, 0, [0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--payload", type=int, default=32)
+    ap.add_argument("--port", type=int, default=4399)
+    args = ap.parse_args()
+    stats = native.SharedStats.create(2)
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    rx = ctx.Process(target=receiver, args=(args.port, stats.fd, 2, 1, args.batch, args.seconds, ready))
+    rx.start()
+    ready.wait(10)
+    tx = ctx.Process(target=sender, args=(args.port, stats.fd, 2, 0, args.batch, args.payload, args.seconds))
+    tx.start()
+    time.sleep(args.warmup)
+    t0, p0 = time.monotonic(), stats.read(1)["packets"]
+    time.sleep(args.seconds)
+    t1, p1 = time.monotonic(), stats.read(1)["packets"]
+    stats.stop(native.SENDER)
+    stats.stop(native.RECEIVER)
+    tx.join(5)
+    rx.join(5)
+    print(json.dumps({"rx_pps": (p1 - p0) / (t1 - t0)}))
+
+
+if __name__ == "__main__":
+    main()

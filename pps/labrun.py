@@ -1,31 +1,42 @@
-"""The lab for the length of one run: use a lab that is up, or make one and remove it after."""
+"""The lab for the length of one run: use a lab that is up as it is, or make one from the
+config and remove it afterwards."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from .config import Config
 
 
 class LabSession:
-    """Context manager yielding the Lab (or None when the config runs without a lab)."""
+    """Context manager yielding a RunLab (or None when the config runs without a lab)."""
 
     def __init__(self, config: Config) -> None:
         self.options = config.lab
         self.lab: Any | None = None
         self.created = False
 
-    def __enter__(self):
+    def __enter__(self) -> RunLab | None:
         if not self.options.enabled:
             return None
         from . import lab
 
-        spec = lab.LabSpec(
-            id=self.options.id, queues=self.options.queues, rps_cpus=self.options.rps_cpus,
-            gro=self.options.gro, backlog=self.options.backlog, rmem_max=self.options.rmem_max,
-            qdisc=self.options.qdisc)
-        self.lab, self.created = lab.lab_up(spec)
-        return _Described(self.lab, self.created)
+        o = self.options
+        wanted = lab.LabSpec(id=o.id, queues=o.queues, rps_cpus=o.rps_cpus, gro=o.gro,
+                             backlog=o.backlog, rmem_max=o.rmem_max, qdisc=o.qdisc)
+        existing = lab.find_lab(o.id)
+        warnings: list[str] = []
+        if existing is not None:
+            # A lab someone brought up by hand is theirs: use it as it is, never reshape it.
+            self.lab = existing
+            differs = _differences(existing.spec, wanted)
+            if differs:
+                warnings.append(f"lab {o.id!r} was already up and is used as it is; its "
+                                f"{', '.join(differs)} differ from this config's")
+        else:
+            self.lab, self.created = lab.lab_up(wanted)
+        return RunLab(self.lab, self.created, warnings)
 
     def __exit__(self, *exc: object) -> None:
         if self.lab is not None and self.created:
@@ -34,19 +45,26 @@ class LabSession:
             lab.lab_down(self.lab.id)
 
 
-class _Described:
-    """The Lab plus whether this run made it, for run.json."""
+def _differences(have: Any, want: Any) -> list[str]:
+    a, b = asdict(have), asdict(want)
+    return [k for k in b if k != "rmem_default" and a.get(k) != b[k]]
 
-    def __init__(self, lab: Any, created: bool) -> None:
+
+class RunLab:
+    """The Lab, whether this run made it, and what the run should warn about."""
+
+    def __init__(self, lab: Any, created: bool, warnings: list[str]) -> None:
         self._lab = lab
         self.created = created
+        self.warnings = warnings
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lab, name)
 
     def describe(self) -> dict[str, Any]:
         lab = self._lab
+        spec = asdict(lab.spec)
         return {"id": lab.id, "sender_ns": lab.sender_ns, "receiver_ns": lab.receiver_ns,
                 "sender_dev": lab.sender_dev, "receiver_dev": lab.receiver_dev,
                 "sender_addr": lab.sender_addr, "receiver_addr": lab.receiver_addr,
-                "queues": lab.queues, "created_by_run": self.created}
+                "queues": lab.queues, "spec": spec, "created_by_run": self.created}

@@ -63,8 +63,13 @@ def route_device(address: str) -> str | None:
         raise EnvironmentNotAble(f"no route to {address}: {exc}") from None
 
 
-def make_plan(config: Config, root: str = "/", device: str | None = None) -> tuple[Topology, Plan]:
-    device = device or config.target.device or route_device(config.target.address)
+def make_plan(config: Config, root: str = "/") -> tuple[Topology, Plan]:
+    """Read the topology and plan the workers. In the lab the receiving veth lives in its own
+    namespace, out of the host's sysfs, so the plan aligns with CPUs only (no device)."""
+    if config.lab.enabled:
+        topology = read_topology(root, devices=[])
+        return topology, plan_workers(topology, config, None)
+    device = config.target.device or route_device(config.target.address)
     topology = read_topology(root, devices=[device] if device else None)
     return topology, plan_workers(topology, config, device)
 
@@ -103,12 +108,11 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
     from .labrun import LabSession  # the lab imports pyroute2 pieces only when used
 
     with LabSession(config) as lab:
-        device = lab.receiver_dev if lab else None
-        topology, plan = make_plan(config, root, device)
+        topology, plan = make_plan(config, root)
         send_ns = lab.sender_ns if lab else None
         recv_ns = lab.receiver_ns if lab else None
         specs = _worker_specs(plan, send_ns, recv_ns)
-        warnings = warnings_for(config, plan)
+        warnings = warnings_for(config, plan) + (lab.warnings if lab else [])
         sampler = None
         if config.collect.enabled and sampler_factory is not None:
             sampler = sampler_factory(config, lab, plan)

@@ -55,11 +55,10 @@ class CounterSampler:
         totals = counters.totals(self.table())
         ledger = build_ledger(sent, received, totals, self.send_netns, self.recv_netns,
                               devices=self._drivers)
-        out = ledger.to_dict()
-        out["text"] = ledger.format_text()
         if self.recv_netns is not None:
-            out["notes"].append("namespace counters are private to the lab: the ledger is exact")
-        return out
+            ledger.notes.append("the lab's namespaces have their own snmp counters: "
+                                "its UDP and IP rows are exact")
+        return {**ledger.to_dict(), "text": ledger.format_text()}
 
     def notes(self) -> list[str]:
         return [f"{source} unavailable{f' on {dev}' if dev else ''}: {reason}"

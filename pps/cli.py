@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import PpsError
+from .errors import ConfigError, PpsError
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -115,17 +115,19 @@ def _load(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from . import display
     from .results import default_dir, dumps
-    from .runner import check_target_allowed, execute, make_plan
+    from .runner import execute, make_plan
 
     config = _load(args)
-    if args.dry_run:
-        check_target_allowed(config, args.yes)
+    if args.dry_run:  # sends nothing, so any target may be planned for
         topology, plan = make_plan(config, args.root)
         if args.json:
             print(dumps({"workers": [w.to_dict() for w in plan.workers], "plan": plan.to_dict()}))
         else:
             print(display.plan_text(plan.to_dict()))
         return EXIT_OK
+    if config.sweep:
+        raise ConfigError(f"{config.source}: has a [sweep] table of {len(config.sweep)} keys; "
+                          f"run it with `pps sweep {config.source}`")
     from .sampling import CounterSampler
 
     def status(s: dict[str, Any]) -> None:

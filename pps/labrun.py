@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .config import Config
+from .errors import ConfigError
 
 
 class LabSession:
@@ -29,6 +30,11 @@ class LabSession:
         warnings: list[str] = []
         if existing is not None:
             # A lab someone brought up by hand is theirs: use it as it is, never reshape it.
+            # Its queue count is what a queue experiment measures, so a mismatch is an error.
+            if existing.queues != o.queues:
+                raise ConfigError(
+                    f"lab.queues: lab {o.id!r} is up with {existing.queues} queues but this run asks "
+                    f"for {o.queues}; run `pps lab down --id {o.id}` or --set lab.queues={existing.queues}")
             self.lab = existing
             differs = _differences(existing.spec, wanted)
             if differs:

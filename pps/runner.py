@@ -12,15 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from . import latency, metadata, summary
+from . import latency, metadata, netns, summary
 from .config import Config
 from .errors import ConfigError, EnvironmentNotAble
 from .orchestrator import Trial, TrialOutcome, WorkerSpec
 from .placement import Plan, plan_workers
 from .results import write_trial
+from .sockets import ensure_port_free
 from .topology import Topology, read_topology
-
-LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 
 
 @dataclass
@@ -36,16 +35,15 @@ class RunReport:
 
 
 def check_target_allowed(config: Config, confirmed: bool) -> None:
-    """Loopback and lab addresses are always fine; anything else is a real load on a real
-    network and needs --yes."""
+    """Loopback and the lab are always fine (the lab picks its own addresses); any other
+    target, even one in the benchmarking range, is a real load on a real network: --yes."""
     if config.lab.enabled:
         return
     for address in config.target.all_addresses:
-        ip = ipaddress.ip_address(address)
-        if not (ip.is_loopback or ip in LAB_NET) and not confirmed:
+        if not ipaddress.ip_address(address).is_loopback and not confirmed:
             raise ConfigError(
-                f"target {address} is neither loopback nor a lab address; this sends a real "
-                "load onto a real network: pass --yes if you mean it")
+                f"target {address} is not loopback and not the lab: this sends a real load onto "
+                "a real network; pass --yes if you mean it")
 
 
 def route_device(address: str) -> str | None:
@@ -112,12 +110,14 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         send_ns = lab.sender_ns if lab else None
         recv_ns = lab.receiver_ns if lab else None
         specs = _worker_specs(plan, send_ns, recv_ns)
+        addresses = _addresses(config, lab)
+        netns.call_in(recv_ns, lambda: ensure_port_free(addresses["bind"], config.target.port))
         warnings = warnings_for(config, plan) + (lab.warnings if lab else [])
         sampler = None
         if config.collect.enabled and sampler_factory is not None:
             sampler = sampler_factory(config, lab, plan)
         host_before = metadata.host(root)
-        outcome = Trial(config, specs, _addresses(config, lab), sampler=sampler, status=status).run()
+        outcome = Trial(config, specs, addresses, sampler=sampler, status=status).run()
         host_after = metadata.host(root)
         lab_info = lab.describe() if lab else None
     report = build_report(config, plan, topology, outcome, warnings, host_before, host_after,

@@ -58,6 +58,22 @@ def _setopt(sock: socket.socket, level: int, opt: int, value: int, feature: str)
         raise
 
 
+def ensure_port_free(address: str, port: int) -> None:
+    """Fail if something already listens on the port. Receivers share it with SO_REUSEPORT,
+    so a second run on the same port would silently get half of the first one's packets."""
+    probe = socket.socket(family_of(address), socket.SOCK_DGRAM)
+    try:
+        probe.bind((address, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise EnvironmentNotAble(
+                f"UDP port {port} on {address} is already in use (another pps run?); "
+                "choose another with --set target.port=N") from None
+        raise EnvironmentNotAble(f"cannot bind UDP {address} port {port}: {exc.strerror}") from None
+    finally:
+        probe.close()
+
+
 def open_receiver(address: str, port: int, *, reuseport: bool, rcvbuf: int = 0,
                   busy_poll_us: int = 0, gro: bool = False, timeout_s: float = 0.05,
                   incoming_cpu: int | None = None) -> tuple[socket.socket, SocketReport]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -150,3 +151,15 @@ def test_version_and_help_teach():
     assert pps("--version").stdout.startswith("pps ")
     text = pps("run", "--help").stdout
     assert "--set" in text and "loopback" in text and "examples" in text
+
+
+def test_a_port_in_use_is_refused_not_shared():
+    port = next(PORTS)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    squatter.bind(("127.0.0.1", port))
+    try:
+        proc = pps("run", "--duration", "1", "--set", f"target.port={port}")
+    finally:
+        squatter.close()
+    assert proc.returncode == 3 and "already in use" in proc.stderr

@@ -46,7 +46,10 @@ def test_config_runs_short(path, tmp_path):
     if command == "run":
         assert summary["rx_packets"] > 0
         ledger = summary["ledger"]
-        assert abs(ledger["unaccounted"]) <= max(2, 0.001 * ledger["sent"])
+        if config.lab.enabled:  # private counters: exact; loopback's are shared with the host
+            assert abs(ledger["unaccounted"]) <= max(2, 0.001 * ledger["sent"])
+        else:
+            assert "snmp.UdpRcvbufErrors" in ledger["shared"] or not ledger["shared"]
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.name in NEEDS_TWO_NODES],

@@ -13,3 +13,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the parsers of the subcommands defined in this module."""
+    from . import experiment_cmd
+
+    experiment_cmd.add_parsers(sub)
+    HANDLERS.update(experiment_cmd.HANDLERS)

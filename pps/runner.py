@@ -5,6 +5,7 @@ ledger -> results directory. The CLI and sweeps call `execute`; nothing here pri
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,12 +64,13 @@ def route_device(address: str) -> str | None:
 
 def make_plan(config: Config, root: str = "/") -> tuple[Topology, Plan]:
     """Read the topology and plan the workers. In the lab the receiving veth lives in its own
-    namespace, out of the host's sysfs, so the plan aligns with CPUs only (no device)."""
-    if config.lab.enabled:
-        topology = read_topology(root, devices=[])
-        return topology, plan_workers(topology, config, None)
-    device = config.target.device or route_device(config.target.address)
-    topology = read_topology(root, devices=[device] if device else None)
+    namespace, out of the host's sysfs, so the plan aligns with CPUs only (no device).
+    On this machine, only the CPUs this process may use (taskset, cpuset) are planned on."""
+    device = None if config.lab.enabled else (
+        config.target.device or route_device(config.target.address))
+    topology = read_topology(root, devices=[device] if device else [])
+    if os.path.realpath(root) == "/":
+        topology = topology.restricted(os.sched_getaffinity(0))
     return topology, plan_workers(topology, config, device)
 
 

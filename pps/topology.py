@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .cpulist import format_cpulist, parse_cpulist, parse_cpumask
@@ -89,6 +89,13 @@ class Topology:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_cpu", {c.cpu: c for c in self.cpus})
+
+    def restricted(self, allowed: Iterable[int]) -> Topology:
+        """The same machine as seen by a process confined to `allowed` CPUs (taskset, a
+        cgroup cpuset): the others count as offline, since no worker can be pinned there."""
+        keep = set(allowed)
+        cpus = tuple(replace(c, online=c.online and c.cpu in keep) for c in self.cpus)
+        return replace(self, cpus=cpus)
 
     @property
     def online_cpus(self) -> tuple[int, ...]:

@@ -17,3 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     experiment_cmd.add_parsers(sub)
     HANDLERS.update(experiment_cmd.HANDLERS)
+    from . import check_cmd
+
+    check_cmd.add_parser(sub)
+    HANDLERS["check"] = check_cmd.cmd_check

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .balance import describe as describe_balance
+
 
 def rate(pps: float) -> str:
     if pps >= 1e6:
@@ -50,6 +52,7 @@ def run_summary(summary: dict[str, Any]) -> str:
     if workers:
         lines.append("workers:  " + "  ".join(
             f"{w['role']}-{w['index']}@cpu{w['cpu']} {w['packets']:,}" for w in workers))
+    lines += describe_balance(summary.get("balance") or {})
     ledger_text = (summary.get("ledger") or {}).get("text")
     if ledger_text:
         lines += ["", ledger_text]

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from . import latency, metadata, netns, summary
+from .balance import balance
 from .config import Config
 from .errors import ConfigError, EnvironmentNotAble
 from .orchestrator import Trial, TrialOutcome, WorkerSpec
@@ -140,11 +141,14 @@ def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialO
         "flows": summary.flows_table(outcome),
         "latency": latency.table(outcome.histograms),
     }
+    totals = None
     if sampler is not None:
         tables["counters"] = sampler.table()
-        ledger = sampler.ledger(result["sent"], result["received"])
-        result["ledger"] = ledger
+        result["ledger"] = sampler.ledger(result["sent"], result["received"])
         warnings += sampler.notes()
+        totals = sampler.totals()
+    result["balance"] = balance(result["workers"], tables["flows"], totals,
+                                getattr(sampler, "recv_netns", None), getattr(sampler, "recv_device", None))
     result["warnings"] = warnings
     run_json = {
         "config": config.to_dict(), "source": config.source, "summary": result,

@@ -17,15 +17,18 @@ class CounterSampler:
     """Called by the orchestrator with a mark name; keeps every snapshot it takes."""
 
     def __init__(self, scopes: list[collectors.Scope], send_netns: str | None,
-                 recv_netns: str | None) -> None:
+                 recv_netns: str | None, recv_device: str | None) -> None:
         self.scopes = scopes
         self.send_netns = send_netns
         self.recv_netns = recv_netns
+        self.recv_device = recv_device
         self.snapshots: list[tuple[float, str, list]] = []
         self.unavailable: dict[tuple[str, str | None, str | None], str] = {}
         self.seconds: list[float] = []  # cost of each snapshot, to report sampling overhead
         self._drivers = collectors.device_drivers(scopes)
         self._t0 = time.monotonic()
+        self._table: pd.DataFrame | None = None  # built once, after the last snapshot
+        self._totals: pd.DataFrame | None = None
 
     @classmethod
     def for_run(cls, config: Config, lab: Any | None, plan: Any) -> CounterSampler:
@@ -33,9 +36,9 @@ class CounterSampler:
         if lab is not None:
             scopes = [collectors.Scope(lab.sender_ns, (lab.sender_dev,)),
                       collectors.Scope(lab.receiver_ns, (lab.receiver_dev,), (port,))]
-            return cls(scopes, lab.sender_ns, lab.receiver_ns)
+            return cls(scopes, lab.sender_ns, lab.receiver_ns, lab.receiver_dev)
         device = plan.device or "lo"
-        return cls([collectors.Scope(None, (device,), (port,))], None, None)
+        return cls([collectors.Scope(None, (device,), (port,))], None, None, device)
 
     def __call__(self, mark: str) -> None:
         began = time.monotonic()
@@ -46,14 +49,20 @@ class CounterSampler:
             self.unavailable.setdefault((m.source, m.device, m.netns), m.reason)
 
     def table(self) -> pd.DataFrame:
-        return counters.to_frame([(t, readings) for t, _, readings in self.snapshots])
+        if self._table is None:
+            self._table = counters.to_frame([(t, readings) for t, _, readings in self.snapshots])
+        return self._table
+
+    def totals(self) -> pd.DataFrame:
+        """Change of every series over the whole run: first snapshot (before go) to last."""
+        if self._totals is None:
+            self._totals = counters.totals(self.table())
+        return self._totals
 
     def ledger(self, sent: int, received: int) -> dict[str, Any] | None:
-        """The ledger over the whole run: first snapshot (before go) to last (after drain)."""
         if len(self.snapshots) < 2:
             return None
-        totals = counters.totals(self.table())
-        ledger = build_ledger(sent, received, totals, self.send_netns, self.recv_netns,
+        ledger = build_ledger(sent, received, self.totals(), self.send_netns, self.recv_netns,
                               devices=self._drivers)
         if self.recv_netns is not None:
             ledger.notes.append("the lab's namespaces have their own snmp counters: "

@@ -29,8 +29,11 @@ from .collectors.nic import NIC_DROPS
 
 LAYERS = ("send", "nic", "backlog", "ip", "udp")
 
-SEND_SNMP = (("snmp", "UdpSndbufErrors"), ("snmp6", "Udp6SndbufErrors"),
-             ("snmp", "IpOutDiscards"), ("snmp6", "Ip6OutDiscards"))
+# (source, UDP send drops, IP output discards): for a UDP datagram the kernel counts one
+# failed transmit in both (net/ipv4/ip_output.c ip_send_skb, net/ipv4/udp.c udp_send_skb),
+# so only the UDP one is added; IP's is shown.
+SEND_SNMP = (("snmp", "UdpSndbufErrors", "IpOutDiscards"),
+             ("snmp6", "Udp6SndbufErrors", "Ip6OutDiscards"))
 IP_RECV = (("snmp", "IpInDiscards"), ("snmp", "IpInHdrErrors"), ("snmp", "IpInAddrErrors"),
            ("netstat", "IpExtInNoRoutes"), ("netstat", "IpExtInTruncatedPkts"),
            ("netstat", "IpExtInCsumErrors"), ("snmp6", "Ip6InDiscards"),
@@ -170,9 +173,6 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str
             led.rows.append(Row(layer, source, counter, count, netns, device, is_shared,
                                 counted, note))
 
-    for source, name in SEND_SNMP:
-        add("send", source, name, _value(totals, send_netns, source, name), send_netns,
-            is_shared=tx_share)
     link_tx = _sel(totals, send_netns, "link")
     veth_tx = 0
     for dev in sorted(set(link_tx["device"].dropna())):
@@ -183,6 +183,18 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str
                 note="veth: same drop as softnet dropped; see backlog row")
         else:
             add("send", "link", "tx_dropped", n, send_netns, dev, tx_share)
+    for source, sndbuf, outdiscards in SEND_SNMP:
+        n = _value(totals, send_netns, source, sndbuf)
+        if n is not None and veth_tx and source == "snmp":
+            # veth_xmit hands a backlog drop back as NET_XMIT_DROP, so the sender counts it
+            # too; it died in the backlog, and is counted there.
+            add("send", source, sndbuf, max(n - veth_tx, 0), send_netns, is_shared=tx_share,
+                note="minus the veth backlog drops it also counted")
+        else:
+            add("send", source, sndbuf, n, send_netns, is_shared=tx_share)
+        add("send", source, outdiscards, _value(totals, send_netns, source, outdiscards),
+            send_netns, is_shared=tx_share, counted=False,
+            note="for UDP the same event as SndbufErrors (ip_send_skb and udp_send_skb)")
 
     _nic_rows(led, totals, recv_netns, devices, rx_share, add)
 

@@ -21,3 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     check_cmd.add_parser(sub)
     HANDLERS["check"] = check_cmd.cmd_check
+    from . import search_cmd
+
+    search_cmd.add_parser(sub)
+    HANDLERS["search"] = search_cmd.cmd_search

@@ -133,8 +133,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     def status(s: dict[str, Any]) -> None:
         print(display.status_line(s), file=sys.stderr if args.json else sys.stdout, flush=True)
 
+    def notice(line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr if args.json else sys.stdout, flush=True)
+
     report = execute(config, out=args.out or default_dir(), root=args.root, confirmed=args.yes,
-                     status=status, csv=args.csv, sampler_factory=CounterSampler.for_run)
+                     status=status, csv=args.csv, sampler_factory=CounterSampler.for_run,
+                     notice=notice)
     if args.json:
         print(dumps(report.summary))
     else:

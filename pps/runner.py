@@ -99,17 +99,35 @@ def warnings_for(config: Config, plan: Plan) -> list[str]:
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
+NoticeFn = Callable[[str], None]
+
+
+def host_checks(config: Config, topology: Topology, plan: Plan, root: str,
+                notice: NoticeFn | None) -> dict[str, Any]:
+    """Run the host checks before any packet: say what fails, refuse what the config requires."""
+    from . import checks
+
+    results = checks.checks_for_run(config, topology, plan, plan.device, root)
+    failures = checks.required_failures(results, config.run.require_checks)
+    if failures:
+        raise EnvironmentNotAble("run.require_checks failed: " + "; ".join(failures))
+    if notice is not None:
+        for r in checks.warnings(results):
+            notice(f"check {r.name}: {r.seen}" + (f" (fix: {r.advice})" if r.advice else ""))
+    return checks.results_json(results)
 
 
 def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: bool = False,
             status: ProgressFn | None = None, csv: bool = False,
-            sampler_factory: Callable[..., Any] | None = None) -> RunReport:
+            sampler_factory: Callable[..., Any] | None = None,
+            notice: NoticeFn | None = None) -> RunReport:
     """Run one trial of `config` and save it under `out` (None: keep it in memory)."""
     check_target_allowed(config, confirmed)
     from .labrun import LabSession  # the lab imports pyroute2 pieces only when used
 
     with LabSession(config) as lab:
         topology, plan = make_plan(config, root)
+        checks = host_checks(config, topology, plan, root, notice)
         send_ns = lab.sender_ns if lab else None
         recv_ns = lab.receiver_ns if lab else None
         specs = _worker_specs(plan, send_ns, recv_ns)
@@ -125,6 +143,7 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         lab_info = lab.describe() if lab else None
     report = build_report(config, plan, topology, outcome, warnings, host_before, host_after,
                           lab_info, sampler)
+    report.run_json["checks"] = checks["checks"]
     if out is not None:
         report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)
         report.summary["results_dir"] = str(report.results_dir)

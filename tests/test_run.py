@@ -163,3 +163,19 @@ def test_a_port_in_use_is_refused_not_shared():
     finally:
         squatter.close()
     assert proc.returncode == 3 and "already in use" in proc.stderr
+
+
+def test_host_checks_are_recorded_and_required_ones_refuse(tmp_path):
+    proc = pps("run", "--duration", "0.5", "--json", "--out", str(tmp_path / "r"),
+               "--set", f"target.port={next(PORTS)}", "--set", "run.warmup=0.1")
+    assert proc.returncode == 0, proc.stderr
+    checks = json.loads((tmp_path / "r" / "run.json").read_text())["checks"]
+    assert {"irqbalance", "netdev-backlog", "rmem-max"} <= {c["name"] for c in checks}
+    warned = [c["name"] for c in checks if c["status"] == "warn"]
+    for name in warned:  # each failing check got its one-line warning before the run
+        assert f"warning: check {name}:" in proc.stderr
+    if warned:
+        proc = pps("run", "--duration", "0.5", "--set", f"run.require_checks=[\"{warned[0]}\"]")
+        assert proc.returncode == 3 and "require_checks failed" in proc.stderr
+    proc = pps("run", "--duration", "0.5", "--set", 'run.require_checks=["no-such-check"]')
+    assert proc.returncode == 2 and "unknown check" in proc.stderr

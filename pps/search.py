@@ -204,6 +204,13 @@ class Search:
                     continue                  # even the floor failed: no answer here
                 if (hi - floor) / hi <= o.precision:
                     return floor, "bisect"
+                failed = [t for t in self.trials if t.complete and t.offered >= hi]
+                if len(failed) == 1 and failed[0].rx_pps > floor:
+                    # First guess, as MLRsearch does: just under what the receiver took at
+                    # the lowest failing rate; usually close, and one trial if it is not.
+                    guess = _rate(min(failed[0].rx_pps, hi) * (1 - o.precision))
+                    if floor < guess < hi and not self._count_at(guess):
+                        return guess, "bisect"
                 return _rate((floor + hi) / 2), "bisect"
             if (hi - lo) / hi > o.precision:
                 return _rate((lo + hi) / 2), "bisect"

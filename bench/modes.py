@@ -1,0 +1,142 @@
+"""pps against the shared reference (udpmm.c) in three receive modes, on loopback.
+
+Modes: blocking receive, busy-poll receive (the reference's -N; pps receivers.mode =
+"busy-poll"), and UDP GSO of 64 segments into a plain receiver (the reference's -g 64;
+pps senders.gso_segments = 64), where the kernel splits the segments at the socket.
+Each round runs every mode with the reference and then pps, same pinning (sender CPU 0,
+receiver CPU 1), batch 64, 32-byte payload, so drift on a shared host hits both alike.
+It prints each one's median receive rate and the ratio pps / reference.
+
+Run from the repository:  python3 bench/modes.py [--seconds 5] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE_SRC = REPO.parent / "shared" / "ref" / "udpmm.c"
+RESULT = re.compile(r"(\w+)=([\w.]+)")
+SENDER_CPU, RECEIVER_CPU = 0, 1
+
+# mode -> (reference sender flags, reference receiver flags, pps --set items)
+MODES = {
+    "block": ((), (), ()),
+    "busy-poll": ((), ("-N",), ("receivers.mode=busy-poll",)),
+    "gso64-plain": (("-g", "64"), (), ("senders.gso_segments=64",)),
+}
+
+
+def build_reference(src: Path, workdir: Path) -> Path:
+    binary = workdir / "udpmm"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(src)], check=True)
+    return binary
+
+
+def parse_result(text: str) -> dict[str, str]:
+    line = next((ln for ln in text.splitlines() if ln.startswith("RESULT")), None)
+    if line is None:
+        raise RuntimeError(f"no RESULT line in: {text.strip()[:200]!r}")
+    return dict(RESULT.findall(line))
+
+
+def run_reference(binary: Path, port: int, seconds: float, batch: int, payload: int,
+                  send_flags: tuple[str, ...], recv_flags: tuple[str, ...]) -> float:
+    receiver = subprocess.Popen(
+        ["taskset", "-c", str(RECEIVER_CPU), str(binary), "recv", "-l", f"127.0.0.1:{port}",
+         "-b", str(batch), "-t", str(seconds + 5), "-i", "1", *recv_flags],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.3)  # the receiver binds before the first packet
+        subprocess.run(["taskset", "-c", str(SENDER_CPU), str(binary), "send", "-d",
+                        f"127.0.0.1:{port}", "-b", str(batch), "-s", str(payload),
+                        "-t", str(seconds), *send_flags],
+                       check=True, capture_output=True, timeout=seconds + 15)
+        out, _ = receiver.communicate(timeout=seconds + 15)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    return float(parse_result(out)["pps"])
+
+
+def run_pps(port: int, seconds: float, batch: int, payload: int, sets: tuple[str, ...]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="pps-modes-") as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pps", "run", "--json", "--duration", str(seconds),
+             "--out", f"{tmp}/r", "--set", f"senders.cpus={SENDER_CPU}",
+             "--set", f"receivers.cpus={RECEIVER_CPU}", "--set", f"senders.batch={batch}",
+             "--set", f"receivers.batch={batch}", "--set", f"senders.payload={payload}",
+             "--set", f"target.port={port}", *[a for s in sets for a in ("--set", s)]],
+            capture_output=True, text=True, timeout=seconds + 60, cwd=REPO)
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"pps run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--payload", type=int, default=32)
+    ap.add_argument("--port", type=int, default=4400, help="first port; each run takes the next")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
+    ap.add_argument("--reference", type=Path, default=REFERENCE_SRC)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        ap.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+
+    port = args.port
+    rates: dict[str, dict[str, list[float]]] = {m: {"reference": [], "pps": []} for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory(prefix="pps-ref-") as work:
+        binary = build_reference(args.reference, Path(work))
+        for rnd in range(args.rounds):
+            for mode in modes:
+                send_flags, recv_flags, sets = MODES[mode]
+                ref = run_reference(binary, port, args.seconds, args.batch, args.payload,
+                                    send_flags, recv_flags)
+                port += 1
+                result = run_pps(port, args.seconds, args.batch, args.payload, sets)
+                port += 1
+                rates[mode]["reference"].append(ref)
+                rates[mode]["pps"].append(result["rx_pps"])
+                recv = [w for w in result["workers"] if w["role"] == "receiver"]
+                if recv and recv[0].get("cpu_percent") is not None:
+                    cpu[mode].append(recv[0]["cpu_percent"])
+                print(f"round {rnd + 1} {mode:<12} reference {ref:>12,.0f}  pps {result['rx_pps']:>12,.0f}"
+                      f"  ({result['rx_pps'] / ref:.2f}x)", file=sys.stderr, flush=True)
+
+    summary = {}
+    for mode in modes:
+        ref = statistics.median(rates[mode]["reference"])
+        ours = statistics.median(rates[mode]["pps"])
+        summary[mode] = {"reference_pps": ref, "pps_pps": ours, "ratio": ours / ref if ref else None,
+                         "runs": rates[mode],
+                         "pps_receiver_cpu_percent": statistics.median(cpu[mode]) if cpu[mode] else None}
+    if args.json:
+        print(json.dumps({"seconds": args.seconds, "rounds": args.rounds, "batch": args.batch,
+                          "payload": args.payload, "modes": summary}))
+        return 0
+    print(f"loopback, sender CPU {SENDER_CPU}, receiver CPU {RECEIVER_CPU}, batch {args.batch}, "
+          f"{args.payload} B payload, {args.rounds} rounds x {args.seconds:g} s; medians of rx pps")
+    print(f"{'mode':<13} {'reference':>12} {'pps':>12} {'pps/ref':>8}")
+    for mode, s in summary.items():
+        print(f"{mode:<13} {s['reference_pps']:>12,.0f} {s['pps_pps']:>12,.0f} {s['ratio']:>7.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

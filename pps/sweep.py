@@ -28,7 +28,7 @@ SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.parquet"
 # What a trial costs besides warm-up + duration + drain (spawning, pinning, counters,
 # writing tables): the first ETA uses it, later ones use the measured trial times.
-TRIAL_OVERHEAD_S = 1.5
+TRIAL_OVERHEAD_S = 0.5
 LAYERS = ("send", "nic", "backlog", "ip", "udp")
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -266,6 +266,10 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
     from . import runner
 
     execute = execute or runner.execute
+    if sampler_factory is None:  # the same counters and ledger as `pps run`; collect.enabled rules
+        from .sampling import CounterSampler
+
+        sampler_factory = CounterSampler.for_run
     out = Path(out)
     runner.check_target_allowed(config, confirmed)  # refuse before the first trial, not during
     trials = plan_trials(config)

@@ -22,6 +22,9 @@ class IrqBalance(Check):
 
     name = "irqbalance"
 
+    def applies(self, ctx: Context) -> bool | str:
+        return True if ctx.procs() else "no process list under ROOT/proc"
+
     def inspect(self, ctx: Context) -> CheckResult:
         pids = [p.pid for p in ctx.procs() if p.comm == "irqbalance"]
         if not pids:
@@ -109,27 +112,28 @@ class CStates(Check):
 
 class IsolatedCpus(Check):
     """Isolated CPUs (isolcpus=, nohz_full=) keep the scheduler's other tasks and the tick
-    away from the workers; without them, other tasks may share the planned CPUs."""
+    away from the receivers; without them, other tasks may share their CPUs."""
 
     name = "isolated-cpus"
 
     def inspect(self, ctx: Context) -> CheckResult:
         iso = set(parse_cpulist(ctx.read(f"{CPU_DIR}/isolated") or ""))
         nohz = set(parse_cpulist(ctx.read(f"{CPU_DIR}/nohz_full") or ""))
-        planned = set(ctx.planned_cpus())
+        # The receivers are what is measured; senders only offer the load.
+        planned = set(ctx.receiver_cpus() or ctx.planned_cpus())
         where = f"isolated {_cpus(iso)}, nohz_full {_cpus(nohz)}"
         if len(ctx.topology.online_cpus) <= 2 and not iso:
             # Isolating one of two CPUs leaves the OS a single CPU; not advice worth giving.
             return self.na(f"{where}; too few CPUs ({len(ctx.topology.online_cpus)}) to "
                            "set some apart")
         if planned and planned <= iso:
-            return self.ok(f"{where}; planned CPUs {_cpus(planned)} all isolated")
+            return self.ok(f"{where}; receivers' CPU {_cpus(planned)} isolated")
         if not iso:
-            return self.warn(f"{where}; other tasks may run on planned CPUs {_cpus(planned)}",
+            return self.warn(f"{where}; other tasks may run on receiver CPUs {_cpus(planned)}",
                              f"boot with isolcpus={_cpus(planned)} nohz_full={_cpus(planned)} "
                              "(kernel command line), or set receivers.cpus to quiet CPUs")
         outside = planned - iso
-        return self.warn(f"{where}; planned CPU {_cpus(outside)} not isolated",
+        return self.warn(f"{where}; receiver CPU {_cpus(outside)} not isolated",
                          f"pps run --set receivers.cpus={_cpus(iso)} (the isolated CPUs)")
 
 

@@ -66,6 +66,11 @@ class Netfilter(Check):
 
     name = "netfilter"
 
+    def applies(self, ctx: Context) -> bool | str:
+        if ctx.read("proc/net/ip_tables_names") is None and _modules(ctx) is None:
+            return "neither /proc/net/ip_tables_names nor /proc/modules readable"
+        return True
+
     def inspect(self, ctx: Context) -> CheckResult:
         tables = (ctx.read("proc/net/ip_tables_names") or "").split()
         mods = _modules(ctx)
@@ -279,6 +284,8 @@ class BusyPoll(Check):
     def applies(self, ctx: Context) -> bool | str:
         if ctx.config.receivers.mode != "busy-poll":
             return f"receivers.mode is {ctx.config.receivers.mode}"
+        if _sysctl(ctx, "busy_read") is None:
+            return "no net.core.busy_read (kernel without CONFIG_NET_RX_BUSY_POLL?)"
         return True
 
     def inspect(self, ctx: Context) -> CheckResult:

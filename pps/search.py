@@ -213,6 +213,12 @@ class Search:
                         return guess, "bisect"
                 return _rate((floor + hi) / 2), "bisect"
             if (hi - lo) / hi > o.precision:
+                if any(t.passes(b.bound, o.precision) for t in self._at(hi)):
+                    # `hi` passed once and failed on a repeat: the edge is noisy, not far
+                    # below; step just under it instead of bisecting down to `lo` again.
+                    step = _rate(hi * (1 - o.precision))
+                    if lo < step and not self._count_at(step):
+                        return step, "bisect"
                 return _rate((lo + hi) / 2), "bisect"
         for b in self.brackets:              # both narrow: every final rate repeated?
             lo, _ = b.bounds(self.trials, o.precision)
@@ -220,8 +226,11 @@ class Search:
                 return lo, "confirm"
         return None
 
+    def _at(self, rate: float) -> list[TrialResult]:
+        return [t for t in self.trials if t.offered == rate and t.complete]
+
     def _count_at(self, rate: float) -> int:
-        return sum(1 for t in self.trials if t.offered == rate and t.complete)
+        return len(self._at(rate))
 
     # ------------------------------------------------------------------ answering
     def result(self) -> SearchResult:
@@ -233,12 +242,12 @@ class Search:
         lo, hi = b.bounds(self.trials, self.options.precision)
         out = RateFound(b.name, lo, hi)
         if hi is not None:
-            at_hi = [t for t in self.trials if t.offered == hi and t.complete]
+            at_hi = self._at(hi)
             worst = max(at_hi, key=lambda t: (t.loss_ratio, t.shortfall()))
             out.limited_by = worst.limit
         if lo is None:
             return out
-        at = [t for t in self.trials if t.offered == lo and t.complete]
+        at = self._at(lo)
         out.trials = [t.index for t in at]
         out.loss_ratio = max(t.loss_ratio for t in at)
         out.rx_pps = [t.rx_pps for t in at]

@@ -78,6 +78,8 @@ def test_a_failing_repeat_moves_the_rate_down_and_the_search_goes_on():
     assert result.ndr.rate < clean.ndr.rate
     assert result.ndr.confirmed
     assert result.ndr.hi == clean.ndr.rate  # the rate whose repeat failed now bounds it
+    # ... and the next trial steps just under it rather than bisecting from far below.
+    assert result.trials[first_confirm + 1].offered == round(clean.ndr.rate * 0.98)
 
 
 def test_budget_stops_the_search_and_says_so():

@@ -28,6 +28,7 @@ from .errors import ConfigError, RunFailed
 
 SEARCH_FILE = "search.json"
 SEARCH_SCHEMA = 1
+SENDER_SHORT = "senders missed the rate: repeated"
 MAX_TRIALS = 200          # a guard against a search that would never converge
 TRIAL_OVERHEAD_S = 1.0    # spawning, pinning, counters, writing: the first budget estimate
 
@@ -50,7 +51,8 @@ class TrialResult:
     limit_count: int = 0
     seconds: float = 0.0       # wall time the trial took
     results_dir: str | None = None
-    complete: bool = True      # False: interrupted; shown, never used for the bounds
+    used: bool = True          # False: shown, never used for the bounds (see `note`)
+    note: str | None = None
 
     def shortfall(self) -> float:
         """How far the senders stayed below the offered rate (0 when unpaced)."""
@@ -66,7 +68,7 @@ class Bracket:
     bound: float          # loss ratio allowed
 
     def bounds(self, trials: list[TrialResult], precision: float) -> tuple[float | None, float | None]:
-        paced = [t for t in trials if t.offered > 0 and t.complete]
+        paced = [t for t in trials if t.offered > 0 and t.used]
         fails = [t.offered for t in paced if not t.passes(self.bound, precision)]
         hi = min(fails) if fails else None
         passes = [t.offered for t in paced if t.passes(self.bound, precision)
@@ -174,7 +176,7 @@ class Search:
             t = self.measure(rate, phase)
         except TrialInterrupted as stop:
             if stop.trial is not None:  # keep what was measured, marked by its phase
-                stop.trial.complete = False
+                stop.trial.used, stop.trial.note = False, "interrupted"
                 self._record(stop.trial, rate, phase, began)
             raise
         self._record(t, rate, phase, began)
@@ -185,6 +187,12 @@ class Search:
     def _record(self, t: TrialResult, rate: float, phase: str, began: float) -> None:
         t.index, t.phase, t.offered = len(self.trials), phase, rate
         t.seconds = t.seconds or self.clock() - began
+        if t.used and t.shortfall() > self.options.precision and not any(
+                u.offered == rate and not u.used and u.note == SENDER_SHORT for u in self.trials):
+            # The senders missed the rate: on a shared host that is usually another
+            # process on their CPU, so the trial says nothing about the receiver. It is
+            # run again once; a second miss at the same rate counts as a failure.
+            t.used, t.note = False, SENDER_SHORT
         self.trials.append(t)
 
     # ------------------------------------------------------------------ deciding
@@ -204,7 +212,7 @@ class Search:
                     continue                  # even the floor failed: no answer here
                 if (hi - floor) / hi <= o.precision:
                     return floor, "bisect"
-                failed = [t for t in self.trials if t.complete and t.offered >= hi]
+                failed = [t for t in self.trials if t.used and t.offered >= hi]
                 if len(failed) == 1 and failed[0].rx_pps > floor:
                     # First guess, as MLRsearch does: just under what the receiver took at
                     # the lowest failing rate; usually close, and one trial if it is not.
@@ -227,7 +235,7 @@ class Search:
         return None
 
     def _at(self, rate: float) -> list[TrialResult]:
-        return [t for t in self.trials if t.offered == rate and t.complete]
+        return [t for t in self.trials if t.offered == rate and t.used]
 
     def _count_at(self, rate: float) -> int:
         return len(self._at(rate))
@@ -363,6 +371,8 @@ def trial_table(trials: list[TrialResult]) -> str:
     for t in trials:
         offered = "unpaced" if not t.offered else _pps(t.offered)
         limit = "-" if t.limit is None else (f"{t.limit} ({t.limit_count:,})" if t.limit_count else t.limit)
+        if not t.used:
+            limit += f"  [not used: {t.note}]"
         lines.append(f"{t.index:>3} {t.phase:<8} {offered:>10} {_pps(t.tx_pps):>10} {_pps(t.rx_pps):>10} "
                      f"{t.loss_ratio:>8.3%} {_ns(t.p50_ns):>7} {_ns(t.p99_ns):>7}  {limit}")
     return "\n".join(lines)

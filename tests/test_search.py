@@ -108,6 +108,24 @@ def test_a_sender_that_cannot_offer_the_rate_fails_the_trial():
     assert 350_000 * 0.97 <= result.ndr.rate <= 350_000 / 0.98  # a 2% shortfall still passes
 
 
+def test_a_passing_stall_of_the_sender_is_repeated_not_counted():
+    system = System(ndr=400_000, pdr=600_000)
+    measure = system.measure
+
+    def stalled_once(rate, phase):
+        t = measure(rate, phase)
+        if len(system.calls) == 3:  # the third trial: another process took the sender's CPU
+            t.tx_pps = t.rx_pps = rate * 0.5
+        return t
+
+    result = Search(options(), stalled_once, clock=system.clock).run()
+    stalled = result.trials[2]
+    assert not stalled.used and "repeated" in stalled.note
+    assert result.trials[3].offered == stalled.offered and result.trials[3].used
+    assert 400_000 * 0.98 <= result.ndr.rate < 400_000
+    assert "not used" in format_result(result)
+
+
 def test_nothing_passes_not_even_the_floor():
     system = System(ndr=0, pdr=0)
     result = search(system, options("search.min_rate=1000"))

@@ -83,15 +83,18 @@ def run_pps(port: int, seconds: float, batch: int, payload: int, sets: tuple[str
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--payload", type=int, default=32)
     ap.add_argument("--port", type=int, default=4400, help="first port; each run takes the next")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of " + ",".join(MODES))
     ap.add_argument("--reference", type=Path, default=REFERENCE_SRC)
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON object instead of the table")
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in MODES]
@@ -116,16 +119,19 @@ def main() -> int:
                 recv = [w for w in result["workers"] if w["role"] == "receiver"]
                 if recv and recv[0].get("cpu_percent") is not None:
                     cpu[mode].append(recv[0]["cpu_percent"])
-                print(f"round {rnd + 1} {mode:<12} reference {ref:>12,.0f}  pps {result['rx_pps']:>12,.0f}"
+                print(f"round {rnd + 1} {mode:<12} reference {ref:>12,.0f}  "
+                      f"pps {result['rx_pps']:>12,.0f}"
                       f"  ({result['rx_pps'] / ref:.2f}x)", file=sys.stderr, flush=True)
 
     summary = {}
     for mode in modes:
         ref = statistics.median(rates[mode]["reference"])
         ours = statistics.median(rates[mode]["pps"])
-        summary[mode] = {"reference_pps": ref, "pps_pps": ours, "ratio": ours / ref if ref else None,
+        summary[mode] = {"reference_pps": ref, "pps_pps": ours,
+                         "ratio": ours / ref if ref else None,
                          "runs": rates[mode],
-                         "pps_receiver_cpu_percent": statistics.median(cpu[mode]) if cpu[mode] else None}
+                         "pps_receiver_cpu_percent":
+                             statistics.median(cpu[mode]) if cpu[mode] else None}
     if args.json:
         print(json.dumps({"seconds": args.seconds, "rounds": args.rounds, "batch": args.batch,
                           "payload": args.payload, "modes": summary}))

@@ -158,7 +158,8 @@ def probe_kernel_support(config: Config,
         wanted.append((lib.SOL_UDP, lib.UDP_SEGMENT, max(s.payload, 1),
                        "UDP_SEGMENT (GSO, Linux 4.18+), for senders.gso_segments"))
     if r.gro:
-        wanted.append((lib.SOL_UDP, lib.UDP_GRO, 1, "UDP_GRO (receive offload, Linux 5.0+), for receivers.gro"))
+        wanted.append((lib.SOL_UDP, lib.UDP_GRO, 1,
+                       "UDP_GRO (receive offload, Linux 5.0+), for receivers.gro"))
     if r.mode == "busy-poll" and r.busy_poll_us:
         wanted.append((socket.SOL_SOCKET, lib.SO_BUSY_POLL, r.busy_poll_us,
                        "SO_BUSY_POLL (CONFIG_NET_RX_BUSY_POLL), for receivers.busy_poll_us"))

@@ -67,7 +67,8 @@ class Bracket:
     name: str             # "ndr" or "pdr"
     bound: float          # loss ratio allowed
 
-    def bounds(self, trials: list[TrialResult], precision: float) -> tuple[float | None, float | None]:
+    def bounds(self, trials: list[TrialResult],
+               precision: float) -> tuple[float | None, float | None]:
         paced = [t for t in trials if t.offered > 0 and t.used]
         fails = [t.offered for t in paced if not t.passes(self.bound, precision)]
         hi = min(fails) if fails else None
@@ -370,10 +371,13 @@ def trial_table(trials: list[TrialResult]) -> str:
     lines = [head]
     for t in trials:
         offered = "unpaced" if not t.offered else _pps(t.offered)
-        limit = "-" if t.limit is None else (f"{t.limit} ({t.limit_count:,})" if t.limit_count else t.limit)
+        limit = t.limit or "-"
+        if t.limit_count:
+            limit += f" ({t.limit_count:,})"
         if not t.used:
             limit += f"  [not used: {t.note}]"
-        lines.append(f"{t.index:>3} {t.phase:<8} {offered:>10} {_pps(t.tx_pps):>10} {_pps(t.rx_pps):>10} "
+        lines.append(f"{t.index:>3} {t.phase:<8} {offered:>10} {_pps(t.tx_pps):>10} "
+                     f"{_pps(t.rx_pps):>10} "
                      f"{t.loss_ratio:>8.3%} {_ns(t.p50_ns):>7} {_ns(t.p99_ns):>7}  {limit}")
     return "\n".join(lines)
 

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. search.budget=60 (repeatable)")
     p.add_argument("--duration", type=float, metavar="S", help="measurement seconds per trial")
-    p.add_argument("--out", type=Path, metavar="DIR", help="results directory (default results/search-TIME)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="results directory (default results/search-TIME)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
 

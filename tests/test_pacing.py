@@ -28,7 +28,8 @@ PORTS = iter(range(47400, 47500))
 def pps_run(tmp: Path, *sets: str, duration: float = 2.0) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
     proc = subprocess.run(
-        [sys.executable, "-m", "pps", "run", "--json", "--duration", str(duration), "--out", str(out),
+        [sys.executable, "-m", "pps", "run", "--json", "--duration", str(duration),
+         "--out", str(out),
          "--set", "senders.cpus=0", "--set", "receivers.cpus=1", "--set", "run.warmup=0.5",
          "--set", f"target.port={next(PORTS)}", *[a for s in sets for a in ("--set", s)]],
         capture_output=True, text=True, timeout=duration + 60)

@@ -150,7 +150,8 @@ def test_limit_is_the_biggest_drop_counter():
 
 def test_run_search_saves_every_trial_and_search_json(tmp_path):
     system = System(ndr=400_000, pdr=600_000)
-    config = load_config(None, ["search.max_rate=1000000", "search.precision=0.1", "search.confirm=1"])
+    config = load_config(None, ["search.max_rate=1000000", "search.precision=0.1",
+                                "search.confirm=1"])
 
     def execute(cfg, *, out, **_):
         t = system.measure(cfg.senders.rate, "")

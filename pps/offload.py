@@ -100,8 +100,9 @@ def latency_per_receiver(outcome: Any) -> list[dict[str, Any]]:
 
 def cpu_percent(worker: dict[str, Any], wall_s: float) -> float | None:
     """CPU time over wall time, in percent of one CPU. The CPU time is the worker process's
-    whole life (getrusage), start-up included, and the wall time runs from go to the end,
-    so a short run overstates it slightly: by the start-up's ~0.1 s of CPU over its length."""
+    whole life (getrusage), start-up included, and the wall time runs from go to when the
+    loop stopped, so a short run overstates it slightly: by the start-up's ~0.1 s of CPU
+    over its length (a busy-polling receiver can show a little over 100%)."""
     t = worker.get("cpu_time") or {}
     if wall_s <= 0 or t.get("user_s") is None or t.get("sys_s") is None:
         return None
@@ -113,14 +114,16 @@ def summary_extras(config: Config, outcome: Any, summary: dict[str, Any]) -> dic
     tx_packets/rx_packets, latency per receiver and its clock, and the workers list with
     user_s, sys_s and cpu_percent added."""
     end = outcome.marks.get("end")
-    wall = end.t if end else 0.0
+    # Senders run from go until the drain begins (measure_end); receivers until the end.
+    stop = outcome.marks.get("measure_end") or end
+    wall = {"sender": stop.t if stop else 0.0, "receiver": end.t if end else 0.0}
     by_key = {(w["role"], w["index"]): w for w in outcome.workers}
     workers = []
     for row in summary.get("workers", []):
         w = by_key.get((row["role"], row["index"]), {})
         t = w.get("cpu_time") or {}
         workers.append({**row, "user_s": t.get("user_s"), "sys_s": t.get("sys_s"),
-                        "cpu_percent": cpu_percent(w, wall)})
+                        "cpu_percent": cpu_percent(w, wall.get(row["role"], 0.0))})
     return {
         "tx_datagrams": _window_delta(outcome, "sender", "datagrams"),
         "rx_datagrams": _window_delta(outcome, "receiver", "datagrams"),

@@ -358,7 +358,8 @@ def build_config(raw: Mapping[str, Any], overrides: Iterable[tuple[str, Any]] = 
     for section, body in raw.items():
         if section not in TABLES:
             hint = _did_you_mean(section, TABLES)
-            raise ConfigError(f"{source}: unknown table [{section}]{hint}; tables are {', '.join(TABLES)}")
+            shown = section.encode("unicode_escape").decode()  # a quoted name may hold a newline
+            raise ConfigError(f"{source}: unknown table [{shown}]{hint}; tables are {', '.join(TABLES)}")
         if not isinstance(body, Mapping):
             raise ConfigError(f"{source}: [{section}] must be a table")
         if section == "sweep":

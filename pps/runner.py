@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import latency, metadata, netns, summary
+from . import latency, metadata, netns, offload, summary
 from .balance import balance
 from .config import Config
 from .errors import ConfigError, EnvironmentNotAble
@@ -90,12 +90,7 @@ def _addresses(config: Config, lab: Any | None) -> dict[str, Any]:
 
 
 def warnings_for(config: Config, plan: Plan) -> list[str]:
-    out = list(plan.notes)
-    s, r = config.senders, config.receivers
-    if s.gso_segments and r.gro:
-        out.append("GSO into a GRO receiver on one host passes super-datagrams whole: the segment "
-                   "count is not a packet rate on the wire")
-    return out
+    return list(plan.notes)
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -123,6 +118,7 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
             notice: NoticeFn | None = None) -> RunReport:
     """Run one trial of `config` and save it under `out` (None: keep it in memory)."""
     check_target_allowed(config, confirmed)
+    offload.probe_kernel_support(config)  # no UDP_SEGMENT/UDP_GRO/SO_BUSY_POLL: exit 3, nothing started
     from .labrun import LabSession  # the lab imports pyroute2 pieces only when used
 
     with LabSession(config) as lab:
@@ -154,6 +150,8 @@ def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialO
                  warnings: list[str], host_before: dict, host_after: dict,
                  lab_info: dict | None, sampler: Any | None) -> RunReport:
     result = summary.summarize(outcome)
+    warnings += offload.offload_warnings(config, config.lab.enabled, result)
+    warnings += offload.pacing_warnings(config, result)
     tables = {
         "samples": summary.samples_table(outcome),
         "workers": summary.workers_table(outcome),

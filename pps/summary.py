@@ -133,4 +133,7 @@ def summarize(outcome: TrialOutcome) -> dict[str, Any]:
         max_ns = max((s["lat_max_ns"] for s in recv_slots), default=0)
         merged = latency.merge(outcome.histograms.values())
         summary["latency"] = latency.percentiles(merged, max_ns) if outcome.config.run.latency else None
+    from . import offload  # datagrams, latency per receiver and its clock, CPU per worker
+
+    summary.update(offload.summary_extras(outcome.config, outcome, summary))
     return summary

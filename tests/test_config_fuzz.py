@@ -69,8 +69,6 @@ def test_random_documents_with_any_names(raw):
     check(raw, one_line=False)
 
 
-@pytest.mark.xfail(strict=True, reason="pps/config.py prints an unknown table's name unquoted: "
-                   "a quoted TOML key holding a line break gives a two-line error")
 def test_table_name_with_line_break_stays_one_line():
     check({"a\nb": {}})
 

@@ -36,8 +36,9 @@ def closes(ledger: dict) -> None:
 def test_tiny_receive_buffer_on_loopback_lands_on_rcvbuf_errors():
     summary = run("receivers.rcvbuf=4096", "target.port=47410")
     ledger = summary["ledger"]
-    assert ledger["drops"]["snmp.UdpRcvbufErrors"] > 0.1 * ledger["sent"]
-    assert ledger["layers"]["udp"] >= ledger["drops"]["snmp.UdpRcvbufErrors"]
+    rcvbuf = ledger["drops"]["snmp.UdpRcvbufErrors"]
+    assert rcvbuf > 0 and rcvbuf == max(ledger["drops"].values())  # the biggest row
+    assert ledger["layers"]["udp"] >= rcvbuf
     assert "snmp.UdpRcvbufErrors" in ledger["shared"]  # root namespace: said so
     closes(ledger)
 

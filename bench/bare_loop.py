@@ -16,7 +16,7 @@ from pps.sockets import open_receiver, open_senders
 def receiver(fd_port, stats_fd, nslots, cpu, batch, seconds, ready):
     os.sched_setaffinity(0, {cpu})
     stats = native.SharedStats.attach(stats_fd, nslots)
-    sock, _ = open_receiver("127.0.0.1", fd_port, reuseport=True)
+    sock, _ = open_receiver("127.0.0.1", fd_port, reuseport=False)
     rx = native.Receiver(native.RecvParams(fd=sock.fileno(), batch=batch))
     ready.set()
     rx.run(stats, 1)

@@ -84,7 +84,7 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
 
 def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any]:
     sock, report = open_receiver(
-        spec["address"], spec["port"], reuseport=True, rcvbuf=spec["rcvbuf"],
+        spec["address"], spec["port"], reuseport=spec["reuseport"], rcvbuf=spec["rcvbuf"],
         busy_poll_us=spec["busy_poll_us"], gro=spec["gro"],
         incoming_cpu=spec["cpu"] if spec.get("steer") == "incoming-cpu" else None)
     bufsize = 65536 if spec["gro"] else max(2048, spec["payload"] + 64)

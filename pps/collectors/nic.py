@@ -19,16 +19,14 @@ import struct
 from collections.abc import Iterable
 
 from ..errors import EnvironmentNotAble
+from ..ethtool import ETHTOOL_GDRVINFO, IFNAMSIZ, SIOCETHTOOL
 from . import Reading
 
-SIOCETHTOOL = 0x8946  # <linux/sockios.h>
-ETHTOOL_GDRVINFO = 0x03  # <linux/ethtool.h>
 ETHTOOL_GSTRINGS = 0x1B
 ETHTOOL_GSTATS = 0x1D
 ETHTOOL_GSSET_INFO = 0x37
 ETH_SS_STATS = 1
 ETH_GSTRING_LEN = 32
-IFNAMSIZ = 16
 
 # Per-queue name shapes seen in real drivers; the first that matches wins.
 _QUEUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (

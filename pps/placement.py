@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import Config
 from .cpulist import format_cpulist
-from .errors import PlacementError
+from .errors import ConfigError, PlacementError
 from .topology import Device, RxQueue, Topology
 
 QUEUE_POLICIES = ("local", "sibling", "smt-sibling", "remote")
@@ -91,8 +91,8 @@ def plan_workers(topology: Topology, config: Config, device: str | None = None) 
     s, r = config.senders, config.receivers
     if not topology.online_cpus:
         raise PlacementError(f"no online CPUs found under {topology.root}")
-    _check_cpus("senders.cpus", s.cpus, topology)
-    _check_cpus("receivers.cpus", r.cpus, topology)
+    _check_cpus("senders.cpus", s.cpus, topology, config.source)
+    _check_cpus("receivers.cpus", r.cpus, topology, config.source)
     policy = "explicit" if r.cpus is not None else r.placement
     dev = _device(topology, device, policy)
     board = _Board(topology)
@@ -110,16 +110,17 @@ def plan_workers(topology: Topology, config: Config, device: str | None = None) 
     return Plan(workers, policy, dev.name if dev else device, tuple(dict.fromkeys(notes)))
 
 
-def _check_cpus(key: str, cpus: tuple[int, ...] | None, topo: Topology) -> None:
-    """Refuse CPUs this machine lacks or has offline, naming them."""
+def _check_cpus(key: str, cpus: tuple[int, ...] | None, topo: Topology, source: str) -> None:
+    """Refuse CPUs this machine lacks or has offline, naming them. A CPU that does not exist
+    is a mistake in the config (exit 2); one that is offline is the host's state (exit 3)."""
     if cpus is None:
         return
     known = {c.cpu for c in topo.cpus}
     online = set(topo.online_cpus)
     absent = [c for c in cpus if c not in known]
     if absent:
-        raise PlacementError(f"{key} names CPU {format_cpulist(absent)}, which this machine "
-                             f"does not have (it has CPUs {format_cpulist(known)})")
+        raise ConfigError(f"{source}: {key}: CPU {format_cpulist(absent)} does not exist on this "
+                          f"machine (it has CPUs {format_cpulist(known)})")
     offline = [c for c in cpus if c not in online]
     if offline:
         raise PlacementError(f"{key} names offline CPU {format_cpulist(offline)} "

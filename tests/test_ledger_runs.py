@@ -5,8 +5,11 @@ counters no other traffic moves."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -79,3 +82,17 @@ def test_a_lab_run_delivers_and_closes(sets):
     summary = lab("lab.queues=4", *sets)
     assert summary["rx_packets"] > 1000
     closes(summary["ledger"])
+
+
+def test_sigint_in_a_lab_run_saves_results_and_removes_the_lab(tmp_path):
+    lab_id = f"t{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pps", "run", "--out", str(tmp_path / "r"), "--set", "lab.enabled=true",
+         "--set", f"lab.id={lab_id}", "--set", "run.duration=20", "--set", "run.warmup=0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["summary"]["interrupted"]
+    assert not [ns for ns in os.listdir("/run/netns") if lab_id in ns]

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pps.config import build_config, load_config
-from pps.errors import PlacementError
+from pps.errors import ConfigError, PlacementError
 from pps.placement import plan_workers
 from pps.topology import read_topology
 
@@ -179,14 +179,21 @@ def test_one_cpu_machine_still_plans():
 @pytest.mark.parametrize("sets,device,message", [
     (["receivers.placement=remote"], "lo", "remote needs a second NUMA node; this machine has one"),
     (["receivers.placement=local"], None, "set target.device"),
-    (["receivers.cpus=4-5"], "lo", "receivers.cpus names CPU 4-5, which this machine does not"),
-    (["senders.cpus=9"], "lo", "senders.cpus names CPU 9"),
     (["receivers.placement=smt-sibling"], "lo", "no online SMT sibling"),
     (["receivers.placement=spread"], "eth9", "device 'eth9' is not in the topology"),
 ])
 def test_impossible_requests_say_why(sets, device, message):
     with pytest.raises(PlacementError, match=message):
         plan_workers(topo("this-host"), config(*sets), device)
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["receivers.cpus=4-5"], "receivers.cpus: CPU 4-5 does not exist on this machine"),
+    (["senders.cpus=9"], "senders.cpus: CPU 9 does not exist"),
+])
+def test_cpus_the_machine_lacks_are_a_config_error(sets, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_workers(topo("this-host"), config(*sets), "lo")
 
 
 def test_offline_cpu_in_explicit_list_is_refused():

@@ -72,6 +72,10 @@ struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
         r->iov[i].iov_len = p->bufsize;
         r->msgs[i].msg_hdr.msg_iov = &r->iov[i];
         r->msgs[i].msg_hdr.msg_iovlen = 1;
+        if (p->gro) {
+            r->msgs[i].msg_hdr.msg_control = r->ctrl + (size_t)i * CTRL_BYTES;
+            r->msgs[i].msg_hdr.msg_controllen = CTRL_BYTES;
+        }
     }
     return r;
 }
@@ -261,11 +265,6 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
 
     PUBLISH(st->state, PPS_STATE_RUNNING);
     while (!STOPPED(shm, PPS_ROLE_RECEIVER)) {
-        if (p->gro)
-            for (uint32_t i = 0; i < p->batch; i++) {
-                r->msgs[i].msg_hdr.msg_control = r->ctrl + (size_t)i * CTRL_BYTES;
-                r->msgs[i].msg_hdr.msg_controllen = CTRL_BYTES;
-            }
         int n = recvmmsg(p->fd, r->msgs, p->batch, flags, NULL);
         uint64_t now = pps_now_ns(p->clock_id);
         syscalls++;
@@ -274,7 +273,12 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
             for (int i = 0; i < n; i++) {
                 const char *data = r->iov[i].iov_base;
                 uint32_t len = r->msgs[i].msg_len;
-                uint32_t seg = p->gro ? gro_size(&r->msgs[i]) : 0;
+                uint32_t seg = 0;
+                if (p->gro) {
+                    seg = gro_size(&r->msgs[i]);
+                    /* The kernel shrank this one's controllen; the others are untouched. */
+                    r->msgs[i].msg_hdr.msg_controllen = CTRL_BYTES;
+                }
                 bytes += len;
                 if (!seg || seg >= len) {
                     segment(r, st, data, len, now, &t);

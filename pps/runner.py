@@ -89,10 +89,6 @@ def _addresses(config: Config, lab: Any | None) -> dict[str, Any]:
     return {"destinations": targets, "bind": bind}
 
 
-def warnings_for(config: Config, plan: Plan) -> list[str]:
-    return list(plan.notes)
-
-
 ProgressFn = Callable[[dict[str, Any]], None]
 NoticeFn = Callable[[str], None]
 
@@ -129,7 +125,7 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         specs = _worker_specs(plan, send_ns, recv_ns)
         addresses = _addresses(config, lab)
         netns.call_in(recv_ns, lambda: ensure_port_free(addresses["bind"], config.target.port))
-        warnings = warnings_for(config, plan) + (lab.warnings if lab else [])
+        warnings = list(plan.notes) + (lab.warnings if lab else [])
         sampler = None
         if config.collect.enabled and sampler_factory is not None:
             sampler = sampler_factory(config, lab, plan)

@@ -85,7 +85,10 @@ def test_burst_below_one_call_is_raised_to_it(stats, sink):
         s.close()
 
 
-@pytest.mark.parametrize("rate", [10_000, 100_000, 300_000, 500_000])
+# 200k, not 300k: this host sends only ~310-340k unpaced, and a pacer needs headroom above
+# its rate to repay stalls (its peak is 1.25x). 500k checks that an impossible rate is
+# reported as the host's limit, not passed off as met.
+@pytest.mark.parametrize("rate", [10_000, 100_000, 200_000, 500_000])
 def test_paced_run_within_one_percent(tmp_path, rate):
     result = pps_run(tmp_path, f"senders.rate={rate}")
     error = result["tx_pps"] / rate - 1

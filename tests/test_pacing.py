@@ -59,7 +59,9 @@ def sink():
 @pytest.mark.parametrize("rate", [20_000, 100_000])
 def test_c_loop_holds_rate(stats, sink, rate):
     socks, _ = open_senders([("127.0.0.1", sink)])
-    seconds = 0.5
+    # 2 s, not less: one 30 ms stall of this VM is 6% of a 0.5 s window, beyond what the
+    # pacer forgives (20 ms of debt), while the rate it must hold is over whole runs.
+    seconds = 2.0
     params = native.SendParams(fds=[s.fileno() for s in socks], flow_base=0, batch=32, payload=32,
                                rate_pps=rate, max_packets=int(rate * seconds))
     t0 = time.monotonic()

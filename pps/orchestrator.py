@@ -33,8 +33,6 @@ class WorkerSpec:
     index: int
     cpu: int | None
     netns: str | None = None
-    node: int | None = None
-    queue: int | None = None
 
 
 @dataclass

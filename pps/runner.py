@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ class RunReport:
     tables: dict[str, pd.DataFrame]
     outcome: TrialOutcome
     results_dir: Path | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def check_target_allowed(config: Config, confirmed: bool) -> None:
@@ -76,7 +75,7 @@ def make_plan(config: Config, root: str = "/") -> tuple[Topology, Plan]:
 
 
 def _worker_specs(plan: Plan, send_ns: str | None, recv_ns: str | None) -> list[WorkerSpec]:
-    return [WorkerSpec(role=w.role, index=w.index, cpu=w.cpu, node=w.node, queue=w.queue,
+    return [WorkerSpec(role=w.role, index=w.index, cpu=w.cpu,
                        netns=send_ns if w.role == "sender" else recv_ns) for w in plan.workers]
 
 
@@ -171,4 +170,4 @@ def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialO
             {k: w[k] for k in ("role", "index", "cpu", "cpus_allowed", "pid", "socket", "failure")}
             for w in outcome.workers],
     }
-    return RunReport(result, run_json, tables, outcome, warnings=warnings)
+    return RunReport(result, run_json, tables, outcome)

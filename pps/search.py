@@ -15,7 +15,6 @@ tests drive it with a simulated system. `run_search` binds it to real trials.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import struct
 import subprocess
@@ -189,26 +188,15 @@ def test_udp_sockets_capture():
 
 # ---- live -----------------------------------------------------------------------------
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                                reason="needs root and iproute2 to make a namespace")
-
-
 @pytest.fixture
-def netns():
-    """A fresh namespace with lo up and a veth pair va/vb, deleted afterwards."""
-    name = f"pps-t-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["link", "set", "lo", "up"], ["link", "add", "va", "type", "veth", "peer",
-                                                  "name", "vb"],
-                    ["link", "set", "va", "up"], ["link", "set", "vb", "up"]):
-            subprocess.run(["ip", "-n", name, *cmd], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+def netns(private_netns):
+    """A private namespace with a veth pair va/vb up in it."""
+    for cmd in (["link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                ["link", "set", "va", "up"], ["link", "set", "vb", "up"]):
+        subprocess.run(["ip", "-n", private_netns, *cmd], check=True)
+    return private_netns
 
 
-@needs_root
 @pytest.mark.skipif(not shutil.which("ethtool"), reason="ethtool not installed")
 def test_live_ethtool_equals_ethtool_S(netns):
     ours = nic.read(netns, "va")
@@ -219,7 +207,6 @@ def test_live_ethtool_equals_ethtool_S(netns):
     assert drivers[(netns, "va")] == "veth"
 
 
-@needs_root
 @pytest.mark.skipif(not shutil.which("nstat"), reason="nstat not installed")
 def test_live_snmp_equals_nstat(netns, tmp_path):
     ours = {}
@@ -232,7 +219,6 @@ def test_live_snmp_equals_nstat(netns, tmp_path):
     assert theirs and {k: ours.get(k) for k in theirs} == theirs
 
 
-@needs_root
 def test_live_link_stats(netns):
     rs = link.read(netns, ("lo", "va"))
     got = {(r.device, r.name) for r in rs}
@@ -241,7 +227,6 @@ def test_live_link_stats(netns):
         assert ("lo", field) in got and ("va", field) in got
 
 
-@needs_root
 def test_live_snapshot_scopes(netns):
     readings, missing = snapshot([Scope(netns, ("lo", "va"), (9999,)), Scope(None, ("lo",))])
     sources = {(ns, r.source) for ns, r in readings}

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import socket
-import subprocess
 
 import pytest
 
@@ -133,19 +129,9 @@ def test_empty_totals():
 
 # ---- forced drops, real kernel, private namespace --------------------------------------
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                                reason="needs root and iproute2 to make a namespace")
-
-
 @pytest.fixture
-def netns():
-    name = f"pps-t-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+def netns(private_netns):
+    return private_netns
 
 
 def _ledger_around(ns, port, action):
@@ -158,7 +144,6 @@ def _ledger_around(ns, port, action):
     return build_ledger(sent, received, tot_, ns, ns, device_drivers(scope), shared=())
 
 
-@needs_root
 def test_forced_noports(netns):
     def action():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -174,7 +159,6 @@ def test_forced_noports(netns):
     assert led.biggest().key == "snmp.UdpNoPorts"
 
 
-@needs_root
 def test_forced_rcvbuf_errors(netns):
     port = 9100
 

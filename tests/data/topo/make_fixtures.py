@@ -11,6 +11,8 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from pps.cpulist import format_cpulist
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -52,28 +54,16 @@ def symlink(target_abs: str, link: str) -> None:
     os.symlink(os.path.relpath(target_abs, os.path.dirname(link)), link)
 
 
-def cpulist(cpus: list[int]) -> str:
-    out, cpus = [], sorted(cpus)
-    i = 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(out)
-
-
 def build(m: Machine) -> None:
     root = os.path.join(HERE, m.name)
     shutil.rmtree(root, ignore_errors=True)
     cpu_dir = os.path.join(root, "sys/devices/system/cpu")
     all_cpus = sorted(c for pkg in m.packages for _, threads in pkg for c in threads)
     online = [c for c in all_cpus if c not in m.offline]
-    write(f"{cpu_dir}/online", cpulist(online))
-    write(f"{cpu_dir}/offline", cpulist(m.offline))
-    write(f"{cpu_dir}/possible", cpulist(all_cpus))
-    write(f"{cpu_dir}/present", cpulist(all_cpus))
+    write(f"{cpu_dir}/online", format_cpulist(online))
+    write(f"{cpu_dir}/offline", format_cpulist(m.offline))
+    write(f"{cpu_dir}/possible", format_cpulist(all_cpus))
+    write(f"{cpu_dir}/present", format_cpulist(all_cpus))
     node_of = {c: n for n, cs in (m.nodes or {0: all_cpus}).items() for c in cs}
     for pkg_id, pkg in enumerate(m.packages):
         for core_id, threads in pkg:
@@ -89,12 +79,12 @@ def build(m: Machine) -> None:
                 write(f"{topo}/physical_package_id", str(pkg_id))
                 # an offline thread drops out of its twin's sibling list too
                 alive = [t for t in threads if t not in m.offline]
-                write(f"{topo}/thread_siblings_list", cpulist(alive))
+                write(f"{topo}/thread_siblings_list", format_cpulist(alive))
     if m.nodes is not None:
         for n, cs in m.nodes.items():
             write(f"{root}/sys/devices/system/node/node{n}/cpulist",
-                  cpulist([c for c in cs if c not in m.offline]))
-        write(f"{root}/sys/devices/system/node/online", cpulist(list(m.nodes)))
+                  format_cpulist([c for c in cs if c not in m.offline]))
+        write(f"{root}/sys/devices/system/node/online", format_cpulist(list(m.nodes)))
     irq_lines, irq = [], m.irq_base
     for nic in m.nics:
         irq = build_nic(root, nic, irq, irq_lines, len(all_cpus))

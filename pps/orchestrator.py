@@ -13,11 +13,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import native
 from .config import Config
-from .procs import WorkerHandle, spawn_worker, wait_for
+from .group import LocalGroup
+from .procs import WorkerHandle
 
 LIVENESS_S = 0.1
 READY_TIMEOUT_S = 15.0
@@ -33,6 +34,7 @@ class WorkerSpec:
     index: int
     cpu: int | None
     netns: str | None = None
+    host: str = "local"
 
 
 @dataclass
@@ -63,12 +65,38 @@ Sampler = Callable[[str], Any]  # called with a mark name, returns a collector s
 StatusSink = Callable[[dict[str, Any]], None]
 
 
-def _worker_spec(config: Config, w: WorkerSpec, slot: int, shm: native.SharedStats,
-                 deadline_ns: int, addresses: dict[str, str], n_senders: int) -> dict[str, Any]:
+class Group(Protocol):
+    """The workers of one host (pps.group.LocalGroup here, pps.remote.RemoteGroup elsewhere)."""
+
+    host: str
+    specs: list[dict[str, Any]]
+
+    def start(self, deadline_s: float, ready_timeout_s: float) -> list[str]: ...
+    def go(self) -> None: ...
+    def stop(self, role: int) -> None: ...
+    def read(self) -> list[dict[str, int]]: ...
+    def check(self) -> str | None: ...
+    def finish(self, timeout_s: float) -> None: ...
+    def histograms(self) -> dict[int, list[int]]: ...
+    def close(self) -> None: ...
+    def records(self) -> list[dict[str, Any]]: ...
+
+
+def worker_specs(config: Config, workers: list[WorkerSpec], addresses: dict[str, Any],
+                 n_senders: int | None = None) -> list[dict[str, Any]]:
+    """Spec dicts for one host's workers, receivers first. n_senders counts every host's."""
+    if n_senders is None:
+        n_senders = sum(1 for w in workers if w.role == "sender")
+    ordered = sorted(workers, key=lambda w: (w.role != "receiver", w.index))
+    return [_worker_spec(config, w, addresses, n_senders) for w in ordered]
+
+
+def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
+                 n_senders: int) -> dict[str, Any]:
+    """What one worker is told to do; the group adds its slot and the stats block."""
     s, r = config.senders, config.receivers
     spec: dict[str, Any] = {
-        "role": w.role, "index": w.index, "slot": slot, "cpu": w.cpu, "netns": w.netns,
-        "shm_fd": shm.fd, "nslots": shm.nslots, "deadline_ns": deadline_ns,
+        "role": w.role, "index": w.index, "cpu": w.cpu, "netns": w.netns,
         "payload": s.payload, "raw": s.raw,
     }
     if w.role == "sender":
@@ -89,37 +117,44 @@ def _worker_spec(config: Config, w: WorkerSpec, slot: int, shm: native.SharedSta
 
 
 class Trial:
-    """Runs one trial. Use `run()`; it never leaves a worker behind."""
+    """Runs one trial over one or more groups of workers. Use `run()`; it never leaves a
+    worker behind. With `workers`, it runs them here; with `groups`, it runs those."""
 
-    def __init__(self, config: Config, workers: list[WorkerSpec], addresses: dict[str, Any],
-                 sampler: Sampler | None = None, status: StatusSink | None = None) -> None:
+    def __init__(self, config: Config, workers: list[WorkerSpec] | None = None,
+                 addresses: dict[str, Any] | None = None, sampler: Sampler | None = None,
+                 status: StatusSink | None = None, groups: list[Group] | None = None) -> None:
         self.config = config
-        self.specs = sorted(workers, key=lambda w: (w.role != "receiver", w.index))
-        self.addresses = addresses
+        if groups is None:
+            groups = [LocalGroup(worker_specs(config, workers or [], addresses or {}))]
+        self.groups = groups
         self.sampler = sampler
         self.status = status
-        self.handles: list[WorkerHandle] = []
-        self.shm: native.SharedStats | None = None
+        # The run's slots: every group's, in order; a worker's slot is its place here.
+        self.slots = [(g, spec) for g in groups for spec in g.specs]
         self.outcome = TrialOutcome(config=config, workers=[])
+
+    @property
+    def handles(self) -> list[WorkerHandle]:
+        """The worker processes running on this host."""
+        return [h for g in self.groups for h in getattr(g, "handles", [])]
 
     # -------------------------------------------------------------- lifecycle
     def run(self) -> TrialOutcome:
         run = self.config.run
-        self.shm = native.SharedStats.create(len(self.specs))
         total_s = run.warmup + run.duration + run.drain
-        deadline_ns = native.now_ns() + int((total_s + READY_TIMEOUT_S + SAFETY_MARGIN_S) * 1e9)
-        n_senders = sum(1 for w in self.specs if w.role == "sender")
+        deadline_s = total_s + READY_TIMEOUT_S + SAFETY_MARGIN_S
         try:
-            for slot, w in enumerate(self.specs):
-                spec = _worker_spec(self.config, w, slot, self.shm, deadline_ns, self.addresses, n_senders)
-                self.handles.append(spawn_worker(spec, (self.shm.fd,)))
-            problems = wait_for(self.handles, "ready", READY_TIMEOUT_S)
-            if problems:
-                self.outcome.failure = "; ".join(problems)
-                return self.outcome
+            # Receivers' hosts first: every receiver is bound before any sender starts.
+            for g in sorted(self.groups, key=lambda g: not _has_role(g, "receiver")):
+                problems = g.start(deadline_s, READY_TIMEOUT_S)
+                if problems:
+                    self.outcome.failure = "; ".join(problems)
+                    return self.outcome
             self._measure()
         except KeyboardInterrupt:
             self.outcome.interrupted = True
+        except OSError as exc:  # a host's connection broke while we talked to it
+            self.outcome.failure = str(exc)
         finally:
             self._shutdown()
         return self.outcome
@@ -129,7 +164,8 @@ class Trial:
         self._snapshot_counters("start")
         t0 = time.monotonic()
         self.outcome.started_at = time.time()
-        self.shm.go()
+        for g in self.groups:
+            g.go()
         if run.warmup == 0:
             self._mark("measure_start", 0.0)
         schedule = [("measure_start", run.warmup), ("measure_end", run.warmup + run.duration)]
@@ -152,7 +188,8 @@ class Trial:
                 name, _ = schedule.pop(0)
                 self._mark(name, now)
         # Drain: senders stop, receivers read what is still in flight.
-        self.shm.stop(native.SENDER)
+        for g in self.groups:
+            g.stop(native.SENDER)
         drain_end = time.monotonic() + run.drain
         while time.monotonic() < drain_end:
             time.sleep(min(LIVENESS_S, max(0.0, drain_end - time.monotonic())))
@@ -160,12 +197,11 @@ class Trial:
                 return
 
     def _check_workers(self) -> bool:
-        """True when a worker has died: the run stops and says who and why."""
-        for h in self.handles:
-            h.read_events()
-            if h.exited() and not h.event("result"):
-                reason = h.failure() or "exited early"
-                self.outcome.failure = f"{h.name} (pid {h.pid}) on CPU {h.cpu}: {reason}"
+        """True when a worker (or a host) has failed: the run stops and says who and why."""
+        for g in self.groups:
+            failure = g.check()
+            if failure:
+                self.outcome.failure = failure
                 return True
         return False
 
@@ -173,40 +209,56 @@ class Trial:
         """Stop loops, collect results, reap everyone; Ctrl-C during this is ignored."""
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            if self.shm is not None:
-                now = time.monotonic()
-                self.shm.stop(native.SENDER)
-                self.shm.stop(native.RECEIVER)
-                self._collect_results(now)
-            for h in self.handles:
-                h.stop()
-            self._record_workers()
+            for g in self.groups:
+                self._guarded(g, lambda g=g: g.finish(RESULT_TIMEOUT_S))
+            self._mark("end", None)
+            for g in self.groups:
+                self._guarded(g, lambda g=g: self.outcome.histograms.update(g.histograms()))
+            self._snapshot_counters("end")
         finally:
-            if self.shm is not None:
-                self.shm.close()
-                self.shm = None
+            for g in self.groups:
+                self._guarded(g, g.close)
+                self.outcome.workers += [{**r, "slot": slot} for slot, r in
+                                         zip(self._slots_of(g), g.records())]
             signal.signal(signal.SIGINT, previous)
 
-    def _collect_results(self, now: float) -> None:
-        alive = [h for h in self.handles if not h.exited() or h.event("result")]
-        wait_for(alive, "result", RESULT_TIMEOUT_S)
-        self._mark("end", None)
-        for slot, w in enumerate(self.specs):
-            if w.role == "receiver":
-                self.outcome.histograms[w.index] = self.shm.histogram(slot)
-        self._snapshot_counters("end")
+    def _guarded(self, group: Group, call: Callable[[], Any]) -> None:
+        """One host failing to answer must not cost the others' results."""
+        try:
+            call()
+        except OSError as exc:
+            if self.outcome.failure is None:
+                self.outcome.failure = str(exc)
+
+    def _slots_of(self, group: Group) -> list[int]:
+        return [i for i, (g, _) in enumerate(self.slots) if g is group]
 
     # -------------------------------------------------------------- sampling
     def _read_all(self) -> list[dict[str, int]]:
-        return [self.shm.read(i) for i in range(len(self.specs))]
+        return [slot for g in self.groups for slot in g.read()]
 
     def _elapsed(self) -> float:
         return time.time() - self.outcome.started_at if self.outcome.started_at else 0.0
 
     def _mark(self, name: str, t: float | None) -> None:
-        self.outcome.marks[name] = Mark(name, self._elapsed() if t is None else t, self._read_all())
+        try:
+            slots = self._read_all()
+        except OSError as exc:  # a host is gone: keep what the others say, and why
+            self.outcome.failure = self.outcome.failure or str(exc)
+            slots = self._read_reachable()
+        self.outcome.marks[name] = Mark(name, self._elapsed() if t is None else t, slots)
         if name != "end":
             self._snapshot_counters(name)
+
+    def _read_reachable(self) -> list[dict[str, int]]:
+        zero = dict.fromkeys(native.COUNTERS, 0)
+        out = []
+        for g in self.groups:
+            try:
+                out += g.read()
+            except OSError:
+                out += [dict(zero) for _ in g.specs]
+        return out
 
     def _snapshot_counters(self, name: str) -> None:
         if self.sampler is not None:
@@ -222,12 +274,13 @@ class Trial:
         current = self._read_all()
         phase = self._phase((t + last_t) / 2)  # the phase most of the interval was in
         totals = {"sender": 0, "receiver": 0}
-        for slot, w in enumerate(self.specs):
-            row = {"t": round(t, 6), "phase": phase, "worker": f"{w.role}-{w.index}",
-                   "role": w.role, "index": w.index, "cpu": w.cpu}
+        for slot, (g, w) in enumerate(self.slots):
+            row = {"t": round(t, 6), "phase": phase, "host": g.host,
+                   "worker": _worker_name(g.host, w), "role": w["role"], "index": w["index"],
+                   "cpu": w.get("cpu")}
             row.update({k: current[slot][k] for k in native.COUNTERS if k not in ("last_errno",)})
             self.outcome.samples.append(row)
-            totals[w.role] += current[slot]["packets"] - last[slot]["packets"]
+            totals[w["role"]] += current[slot]["packets"] - last[slot]["packets"]
         if self.sampler is not None:
             self._snapshot_counters("interval")
         if self.status is not None:
@@ -236,13 +289,11 @@ class Trial:
                          "tx_pps": totals["sender"] / span, "rx_pps": totals["receiver"] / span})
         return current, t
 
-    def _record_workers(self) -> None:
-        for h in self.handles:
-            ready = h.event("ready") or {}
-            result = h.event("result") or {}
-            self.outcome.workers.append({
-                "role": h.role, "index": h.index, "slot": h.slot, "cpu": h.cpu, "pid": h.pid,
-                "cpus_allowed": ready.get("cpus"), "socket": ready.get("socket", {}),
-                "flows": result.get("flows", []), "cpu_time": result.get("cpu", {}),
-                "failure": h.failure(),
-            })
+
+def _has_role(group: Group, role: str) -> bool:
+    return any(s["role"] == role for s in group.specs)
+
+
+def _worker_name(host: str, spec: dict[str, Any]) -> str:
+    name = f"{spec['role']}-{spec['index']}"
+    return name if host == "local" else f"{host}/{name}"

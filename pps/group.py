@@ -1,0 +1,108 @@
+"""The workers of one host, run from this process: one shared stats block, one process each.
+
+The orchestrator drives a run through groups, so a run on one host and a run over several
+look the same to it: a LocalGroup here, and on every other host an agent (`pps agent`) that
+runs a LocalGroup of its own and answers the same calls over SSH (pps.remote).
+
+Receivers are started one at a time, in index order, each bound before the next starts. The
+kernel keeps an SO_REUSEPORT group's sockets in the order they joined and picks one by index,
+so a fixed order makes the group the same on every run (and the same as a probe of it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import native
+from .procs import WorkerHandle, spawn_worker, wait_for
+
+
+class LocalGroup:
+    """Spec dicts (orchestrator._worker_spec) in slot order -> running workers."""
+
+    host = "local"
+
+    def __init__(self, specs: list[dict[str, Any]], host: str = "local") -> None:
+        self.specs = specs
+        self.host = host
+        self.handles: list[WorkerHandle] = []
+        self.shm: native.SharedStats | None = None
+
+    def start(self, deadline_s: float, ready_timeout_s: float) -> list[str]:
+        """Spawn every worker; return what went wrong (empty: all are ready)."""
+        self.shm = native.SharedStats.create(max(len(self.specs), 1))
+        deadline_ns = native.now_ns() + int(deadline_s * 1e9)
+        order = sorted(range(len(self.specs)),
+                       key=lambda i: (self.specs[i]["role"] != "receiver", self.specs[i]["index"]))
+        for slot in order:
+            spec = {**self.specs[slot], "slot": slot, "shm_fd": self.shm.fd,
+                    "nslots": self.shm.nslots, "deadline_ns": deadline_ns}
+            handle = spawn_worker(spec, (self.shm.fd,))
+            self.handles.append(handle)
+            if spec["role"] == "receiver":
+                problems = wait_for([handle], "ready", ready_timeout_s)
+                if problems:
+                    return problems
+        return wait_for(self.handles, "ready", ready_timeout_s)
+
+    def go(self) -> None:
+        self.shm.go()
+
+    def stop(self, role: int) -> None:
+        if self.shm is not None:
+            self.shm.stop(role)
+
+    def read(self) -> list[dict[str, int]]:
+        if self.shm is None:  # never started: nothing was counted
+            return [dict.fromkeys(native.COUNTERS, 0) for _ in self.specs]
+        return [self.shm.read(i) for i in range(len(self.specs))]
+
+    def check(self) -> str | None:
+        """Why the run must stop (a worker died), or None."""
+        for h in self.handles:
+            h.read_events()
+            if h.exited() and not h.event("result"):
+                reason = h.failure() or "exited early"
+                where = f" on host {self.host}" if self.host != "local" else ""
+                return f"{h.name} (pid {h.pid}) on CPU {h.cpu}{where}: {reason}"
+        return None
+
+    def finish(self, timeout_s: float) -> None:
+        """Stop every loop and wait for the workers' results."""
+        if self.shm is None:
+            return
+        self.shm.stop(native.SENDER)
+        self.shm.stop(native.RECEIVER)
+        alive = [h for h in self.handles if not h.exited() or h.event("result")]
+        wait_for(alive, "result", timeout_s)
+
+    def histograms(self) -> dict[int, list[int]]:
+        if self.shm is None:
+            return {}
+        return {s["index"]: self.shm.histogram(slot)
+                for slot, s in enumerate(self.specs) if s["role"] == "receiver"}
+
+    def close(self) -> None:
+        """Reap every worker and release the stats block; safe to call twice."""
+        for h in self.handles:
+            h.stop()
+        if self.shm is not None:
+            self.shm.close()
+            self.shm = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per worker, in slot order, with what it reported."""
+        by_slot = {h.slot: h for h in self.handles}
+        out = []
+        for slot, spec in enumerate(self.specs):
+            h = by_slot.get(slot)
+            ready = (h.event("ready") if h else None) or {}
+            result = (h.event("result") if h else None) or {}
+            out.append({
+                "role": spec["role"], "index": spec["index"], "cpu": spec.get("cpu"),
+                "host": self.host, "pid": h.pid if h else None,
+                "cpus_allowed": ready.get("cpus"), "socket": ready.get("socket", {}),
+                "flows": result.get("flows", []), "cpu_time": result.get("cpu", {}),
+                "failure": (h.failure() if h else "never started"),
+            })
+        return out

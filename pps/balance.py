@@ -79,4 +79,10 @@ def describe(result: dict[str, Any]) -> list[str]:
             continue
         counts = "  ".join(f"{k}:{v:,}" for k, v in info["counts"].items())
         lines.append(f"balance {label}: {counts}  (max/mean {info['max_over_mean']})")
+        if part == "receivers" and info.get("flows"):
+            # Flows per receiver as measured, and as the source-port pick predicted (flowpick).
+            flows = "  ".join(f"{k}:{v}" for k, v in sorted(info["flows"].items()))
+            predicted = info.get("flows_predicted")
+            shown = "  ".join(f"{k}:{v}" for k, v in sorted(predicted.items())) if predicted else None
+            lines.append(f"flows per receiver: {flows}" + (f"  (predicted {shown})" if shown else ""))
     return lines

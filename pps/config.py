@@ -56,6 +56,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "gso_segments": Key("int", 0, "UDP GSO segments per send (UDP_SEGMENT); 0 = off", 0, 64),
         "sndbuf": Key("int", 0, "SO_SNDBUF bytes; 0 = kernel default", 0, 1 << 31),
         "raw": Key("bool", False, "send payloads without the wire header; only counts"),
+        "pick_ports": Key("str", "auto", "pick source ports that spread flows over receivers and RX queues; off = ephemeral", choices=("auto", "off")),
     },
     "receivers": {
         "count": Key("int", 1, "receiver processes sharing the port with SO_REUSEPORT", 1, 256),
@@ -135,6 +136,7 @@ class Senders:
     gso_segments: int
     sndbuf: int
     raw: bool
+    pick_ports: str
 
 
 @dataclass(frozen=True)

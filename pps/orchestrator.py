@@ -101,9 +101,12 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
     }
     if w.role == "sender":
         destinations = addresses["destinations"]
+        # Source ports chosen by pps/flowpick.py, per sender index, per flow (None: ephemeral).
+        picked = (addresses.get("source_ports") or [])
+        ports = picked[w.index] if w.index < len(picked) else [None] * s.flows
         spec.update(
-            flows=[{"address": destinations[f % len(destinations)], "port": config.target.port}
-                   for f in range(s.flows)],
+            flows=[{"address": destinations[f % len(destinations)], "port": config.target.port,
+                    "source_port": ports[f]} for f in range(s.flows)],
             flow_base=w.index << 16, batch=s.batch, gso_segments=s.gso_segments,
             sndbuf=s.sndbuf, rate_pps=s.rate / n_senders if s.rate else 0.0, burst=s.burst)
     else:

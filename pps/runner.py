@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import latency, metadata, netns, offload, summary
+from . import flowpick, latency, metadata, netns, offload, summary
 from .balance import balance
 from .config import Config
 from .errors import ConfigError, EnvironmentNotAble
@@ -124,6 +124,8 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         specs = _worker_specs(plan, send_ns, recv_ns)
         addresses = _addresses(config, lab)
         netns.call_in(recv_ns, lambda: ensure_port_free(addresses["bind"], config.target.port))
+        pick = flowpick.pick(config, plan, addresses, lab)  # source ports that spread the flows
+        addresses["source_ports"] = pick.ports()
         warnings = list(plan.notes) + (lab.warnings if lab else [])
         sampler = None
         if config.collect.enabled and sampler_factory is not None:
@@ -135,6 +137,7 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
     report = build_report(config, plan, topology, outcome, warnings, host_before, host_after,
                           lab_info, sampler)
     report.run_json["checks"] = checks["checks"]
+    flowpick.record(report, pick)
     if out is not None:
         report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)
         report.summary["results_dir"] = str(report.results_dir)

@@ -113,19 +113,33 @@ def open_receiver(address: str, port: int, *, reuseport: bool, rcvbuf: int = 0,
     return sock, report
 
 
+def _bind_source(sock: socket.socket, family: int, source_port: int) -> None:
+    try:
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", source_port))
+    except OSError as exc:
+        raise EnvironmentNotAble(
+            f"cannot bind source port {source_port} (chosen by the port pick): {exc.strerror}; "
+            "run again, or --set senders.pick_ports=off") from None
+
+
 def open_senders(destinations: list[tuple[str, int]], *, sndbuf: int = 0, gso_segments: int = 0,
-                 payload: int = 0) -> tuple[list[socket.socket], SocketReport]:
-    """One connected UDP socket per flow, each with its own ephemeral source port, so RSS
-    and SO_REUSEPORT hashing can spread the flows."""
+                 payload: int = 0, source_ports: list[int | None] | None = None
+                 ) -> tuple[list[socket.socket], SocketReport]:
+    """One connected UDP socket per flow, each with its own source port, so RSS and
+    SO_REUSEPORT hashing can spread the flows: the one in `source_ports` (pps/flowpick.py
+    chose it) or, where that is None, an ephemeral one."""
     report = SocketReport(gso_segments=gso_segments)
     socks: list[socket.socket] = []
     try:
-        for address, port in destinations:
-            sock = socket.socket(family_of(address), socket.SOCK_DGRAM)
+        for i, (address, port) in enumerate(destinations):
+            family = family_of(address)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             socks.append(sock)
             report.sndbuf = _set_buffer(sock, sndbuf, lib.SO_SNDBUFFORCE, socket.SO_SNDBUF, "sndbuf", report)
             if gso_segments:
                 _setopt(sock, lib.SOL_UDP, lib.UDP_SEGMENT, payload, "UDP_SEGMENT (GSO, Linux 4.18+)")
+            if source_ports and source_ports[i] is not None:
+                _bind_source(sock, family, source_ports[i])
             try:
                 sock.connect((address, port))
             except OSError as exc:

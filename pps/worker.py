@@ -65,7 +65,8 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
     flows = spec["flows"]
     socks, report = open_senders(
         [(d["address"], d["port"]) for d in flows], sndbuf=spec["sndbuf"],
-        gso_segments=spec["gso_segments"], payload=spec["payload"])
+        gso_segments=spec["gso_segments"], payload=spec["payload"],
+        source_ports=[d.get("source_port") for d in flows])
     _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=vars(report))
     stats.set_state(spec["slot"], native.STATE_READY)
     if not _wait_for_go(stats, spec["deadline_ns"]):

@@ -1,54 +1,130 @@
-"""What sampling costs the workers: `pps run` with every collector read at 10 Hz against
-the same run with collectors off and one sample a second, alternated in one session.
+"""What sampling costs the workers: a loopback (or lab) run with the collectors read at 10 Hz
+against the same run with collectors off and one sample a second, alternated in one session.
 
-    python3 bench/sampling_cost.py [--rounds 3] [--seconds 5] [--lab]
+    python3 bench/sampling_cost.py [--rounds 6] [--seconds 5] [--lab]
+                                   [--only SOURCES]... [--each] [--interval 0.1]
+
+`--only snmp,softnet` adds a configuration that reads just those sources at the interval;
+give it several times for several subsets. `--each` adds one configuration per source.
+Every configuration runs once per round, in the same order, and the figures are medians
+over rounds, with each configuration's cost as a fraction of the baseline's receive rate.
+
+Each trial is a fresh child process running the same `runner.execute` and `CounterSampler`
+as `pps run` (only the source filter is added), so it also reports the orchestrator's own CPU
+time and the time spent in snapshots.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
 import sys
-import tempfile
+import time
 
-MODES = {
-    "collect 10 Hz": ["run.interval=0.1", "collect.enabled=true"],
-    "no collectors, 1 Hz": ["run.interval=1", "collect.enabled=false"],
-}
+from pps.collectors import SOURCES
+
+BASELINE = "no collectors, 1 Hz"
 
 
-def run(sets: list[str], seconds: float, port: int) -> float:
-    args = [a for s in [*sets, f"run.duration={seconds}", f"target.port={port}",
-                        "senders.cpus=0", "receivers.cpus=1"] for a in ("--set", s)]
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-m", "pps", "run", "--json", "--out", f"{tmp}/r", *args],
-                              capture_output=True, text=True, timeout=seconds + 60)
+def child(spec: dict) -> None:
+    """One trial in this process; prints one JSON line."""
+    from pps.config import load_config
+    from pps.runner import execute
+    from pps.sampling import CounterSampler
+
+    config = load_config(None, spec["sets"])
+    samplers: list[CounterSampler] = []
+
+    def factory(*args):
+        s = CounterSampler.for_run(*args, sources=spec["sources"] or SOURCES)
+        samplers.append(s)
+        return s
+
+    ticks: list[tuple[float, float]] = []  # (wall, orchestrator CPU) at each sample
+
+    def status(_line: dict) -> None:
+        ticks.append((time.monotonic(), time.process_time()))
+
+    report = execute(config, out=None, sampler_factory=factory, status=status)
+    if report.summary.get("failure"):
+        raise SystemExit(f"run failed: {report.summary['failure']}")
+    wall = ticks[-1][0] - ticks[0][0]
+    snap = [sec for sec, (_, mark, _) in zip(samplers[0].seconds, samplers[0].snapshots)
+            if mark == "interval"] if samplers else []
+    print(json.dumps({
+        "rx_pps": report.summary["rx_pps"],
+        "cpu": (ticks[-1][1] - ticks[0][1]) / wall,  # process_time: this process only
+        "snapshots": len(snap), "snapshot_per_s": sum(snap) / wall,
+        "unaccounted": (report.summary.get("ledger") or {}).get("unaccounted"),
+    }))
+
+
+def trial(sets: list[str], sources: list[str] | None, seconds: float, port: int) -> dict:
+    spec = {"sets": [*sets, f"run.duration={seconds}", f"target.port={port}",
+                     "senders.cpus=0", "receivers.cpus=1"], "sources": sources}
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode:
-        raise SystemExit(proc.stderr.strip())
-    return json.loads(proc.stdout)["rx_pps"]
+        raise SystemExit(proc.stderr.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def modes(args: argparse.Namespace) -> dict[str, tuple[list[str], list[str] | None]]:
+    rate = [f"run.interval={args.interval:g}", "collect.enabled=true"]
+    out = {BASELINE: (["run.interval=1", "collect.enabled=false"], None),
+           f"all at {1 / args.interval:g} Hz": (rate, None)}
+    subsets = [s.split(",") for s in args.only] + ([[s] for s in SOURCES] if args.each else [])
+    for subset in subsets:
+        unknown = set(subset) - set(SOURCES)
+        if unknown:
+            raise SystemExit(f"unknown source {', '.join(sorted(unknown))}; "
+                             f"sources are {', '.join(SOURCES)}")
+        out[f"only {','.join(subset)}"] = (rate, subset)
+    return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--interval", type=float, default=0.1, help="sampling interval with collectors")
     ap.add_argument("--lab", action="store_true", help="run in the lab (namespaces + veth)")
+    ap.add_argument("--only", action="append", default=[], metavar="SOURCES",
+                    help="also run with only these sources (comma list); repeatable")
+    ap.add_argument("--each", action="store_true", help="also run each source alone")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(json.loads(args.child))
     extra = ["lab.enabled=true", "lab.id=bench"] if args.lab else []
-    rates: dict[str, list[float]] = {name: [] for name in MODES}
+    configs = modes(args)
+    got: dict[str, list[dict]] = {name: [] for name in configs}
+    port = 4600
     for i in range(args.rounds):
-        for j, (name, sets) in enumerate(MODES.items()):
-            rates[name].append(run(sets + extra, args.seconds, 4600 + 2 * i + j))
-        print(f"round {i + 1}: " + "  ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()), flush=True)
-    med = {name: statistics.median(r) for name, r in rates.items()}
-    on, off = med["collect 10 Hz"], med["no collectors, 1 Hz"]
-    print(f"\nmedian rx pps over {args.rounds} rounds of {args.seconds:g} s"
-          f"{' in the lab' if args.lab else ' on loopback'}:")
-    for name, value in med.items():
-        print(f"  {name:<20} {value:>12,.0f}")
-    print(f"  cost of sampling at 10 Hz: {100 * (1 - on / off):+.2f}% of the receive rate")
+        for name, (sets, sources) in configs.items():
+            got[name].append(trial(sets + extra, sources, args.seconds, port))
+            port += 1
+        print(f"round {i + 1}: " + "  ".join(f"{n} {r[-1]['rx_pps']:,.0f}" for n, r in got.items()),
+              flush=True)
+    base = statistics.median(r["rx_pps"] for r in got[BASELINE])
+    print(f"\nmedians over {args.rounds} rounds of {args.seconds:g} s"
+          f"{' in the lab' if args.lab else ' on loopback'}. cost = 1 - rx / baseline rx, of the"
+          f" medians and (paired) the median of each round's ratio; orchestrator CPU and time"
+          f" in snapshots per second of run:")
+    print(f"  {'configuration':<28} {'rx pps':>12} {'cost':>8} {'paired':>8} {'orch cpu':>9} {'snapshots':>10}")
+    for name, runs in got.items():
+        rx = statistics.median(r["rx_pps"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        snap = statistics.median(r["snapshot_per_s"] for r in runs)
+        cost = paired = ""
+        if name != BASELINE:
+            cost = f"{100 * (1 - rx / base):+7.2f}%"
+            ratios = [r["rx_pps"] / b["rx_pps"] for r, b in zip(runs, got[BASELINE])]
+            paired = f"{100 * (1 - statistics.median(ratios)):+7.2f}%"
+        print(f"  {name:<28} {rx:>12,.0f} {cost:>8} {paired:>8} {100 * cpu:>8.2f}% {100 * snap:>9.2f}%")
 
 
 if __name__ == "__main__":

@@ -79,22 +79,44 @@ def _messages(data: bytes) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
-def _request(proto: int, kind: int, flags: int, body: bytes) -> list[bytes]:
-    """Send one request and gather the payloads of every reply up to NLMSG_DONE."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto) as sock:
-        sock.bind((0, 0))
-        sock.send(struct.pack("=IHHII", 16 + len(body), kind, flags | NLM_F_REQUEST, 1, 0) + body)
+class Netlink:
+    """One netlink socket kept open for many requests (a sampler's), in the namespace of the
+    thread that opened it. Each request carries its own sequence number, and replies to an
+    older one (left behind by a failed request) are skipped."""
+
+    def __init__(self, proto: int) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def request(self, kind: int, flags: int, body: bytes) -> list[bytes]:
+        """Send one request and gather the payloads of every reply up to NLMSG_DONE."""
+        self.seq += 1
+        header = struct.pack("=IHHII", 16 + len(body), kind, flags | NLM_F_REQUEST, self.seq, 0)
+        self.sock.send(header + body)
         out: list[bytes] = []
         while True:
-            data = sock.recv(1 << 20)
-            done = False
+            data = self.sock.recv(1 << 20)
+            if len(data) >= 16 and struct.unpack_from("=I", data, 8)[0] != self.seq:
+                continue  # a stale reply
             for mtype, payload in _messages(data):
                 if mtype == NLMSG_DONE:
-                    done = True
-                    break
+                    return out
                 out.append(payload)
-            if done or not flags & NLM_F_DUMP:
+            if not flags & NLM_F_DUMP:
                 return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _request(proto: int, kind: int, flags: int, body: bytes) -> list[bytes]:
+    """One request on a throw-away socket."""
+    nl = Netlink(proto)
+    try:
+        return nl.request(kind, flags, body)
+    finally:
+        nl.close()
 
 
 def parse(payloads: Sequence[bytes], devices: Sequence[str] = ()) -> tuple[list[Reading],
@@ -121,14 +143,20 @@ def parse(payloads: Sequence[bytes], devices: Sequence[str] = ()) -> tuple[list[
     return readings, names
 
 
-def read_here(devices: Sequence[str] = ()) -> tuple[list[Reading], dict[int, str]]:
-    """stats64 of the devices (all if empty) in the calling thread's namespace."""
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
-    payloads = _request(socket.NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, body)
-    readings, names = parse(payloads, devices)
+LINK_DUMP = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)  # struct ifinfomsg, all zero
+
+
+def check_devices(names: dict[int, str], devices: Sequence[str]) -> None:
     missing = [d for d in devices if d not in names.values()]
     if missing:
         raise EnvironmentNotAble(f"no such device: {', '.join(missing)}")
+
+
+def read_here(devices: Sequence[str] = ()) -> tuple[list[Reading], dict[int, str]]:
+    """stats64 of the devices (all if empty) in the calling thread's namespace."""
+    payloads = _request(socket.NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, LINK_DUMP)
+    readings, names = parse(payloads, devices)
+    check_devices(names, devices)
     return readings, names
 
 
@@ -158,13 +186,15 @@ def parse_qstats(payloads: Sequence[bytes], names: dict[int, str]) -> list[Readi
     return out
 
 
-def _netdev_family() -> int:
+def netdev_family(nl: Netlink | None = None) -> int:
+    """The netdev generic netlink family's id (ids are host-wide, not per namespace)."""
     name = b"netdev\0"
     attr = struct.pack("=HH", 4 + len(name), CTRL_ATTR_FAMILY_NAME) + name
     attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("=BBH", CTRL_CMD_GETFAMILY, 1, 0) + attr
     try:
-        replies = _request(NETLINK_GENERIC, GENL_ID_CTRL, 0,
-                           struct.pack("=BBH", CTRL_CMD_GETFAMILY, 1, 0) + attr)
+        replies = (nl.request(GENL_ID_CTRL, 0, body) if nl is not None
+                   else _request(NETLINK_GENERIC, GENL_ID_CTRL, 0, body))
     except OSError as exc:
         raise EnvironmentNotAble(f"no netdev generic netlink family: {exc.strerror}") from None
     for payload in replies:
@@ -174,17 +204,27 @@ def _netdev_family() -> int:
     raise EnvironmentNotAble("no netdev generic netlink family")
 
 
-def read_qstats_here(names: dict[int, str]) -> list[Reading]:
-    """Per-queue stats of the ifindexes in `names`; raises if no device reports any."""
-    family = _netdev_family()
+def request_qstats(nl: Netlink, family: int) -> list[bytes]:
+    """The raw per-queue stats dump of every device in the socket's namespace."""
     scope = struct.pack("=HHI", 8, NETDEV_A_QSTATS_SCOPE, NETDEV_QSTATS_SCOPE_QUEUE)
     try:
-        replies = _request(NETLINK_GENERIC, family, NLM_F_DUMP,
-                           struct.pack("=BBH", NETDEV_CMD_QSTATS_GET, 1, 0) + scope)
+        return nl.request(family, NLM_F_DUMP, struct.pack("=BBH", NETDEV_CMD_QSTATS_GET, 1, 0) + scope)
     except OSError as exc:
         raise EnvironmentNotAble(f"qstats-get: {exc.strerror} (kernel older than 6.10?)") from None
-    out = parse_qstats(replies, names)
+
+
+def check_qstats(out: list[Reading], names: dict[int, str]) -> list[Reading]:
     if not out:
         raise EnvironmentNotAble(f"no per-queue stats from {', '.join(names.values())} "
                                  "(driver does not implement netdev queue stats)")
     return out
+
+
+def read_qstats_here(names: dict[int, str]) -> list[Reading]:
+    """Per-queue stats of the ifindexes in `names`; raises if no device reports any."""
+    nl = Netlink(NETLINK_GENERIC)
+    try:
+        replies = request_qstats(nl, netdev_family(nl))
+    finally:
+        nl.close()
+    return check_qstats(parse_qstats(replies, names), names)

@@ -145,26 +145,37 @@ def _stats_count(sock: socket.socket, device: str) -> int:
     return count if mask & (1 << ETH_SS_STATS) else 0
 
 
+def read_stats(sock: socket.socket, device: str, n: int) -> bytes | None:
+    """The values array alone (one ETHTOOL_GSTATS), when the driver still has `n` counters;
+    None when the count changed, so the caller reads the names again. For repeated samples."""
+    # Slack so a grown count cannot make the kernel write past our buffer.
+    room = 2 * n + 64
+    vbuf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GSTATS, n), 8 + room * 8)
+    _ioctl(sock, device, vbuf)
+    got = struct.unpack_from("=I", vbuf.raw, 4)[0]
+    return vbuf.raw[8:8 + n * 8] if got == n else None
+
+
+def read_binary(sock: socket.socket, device: str) -> tuple[bytes, bytes]:
+    """(names table, values array) for the device, in the namespace of `sock`."""
+    for _ in range(3):  # the count can change under us (channels reconfigured): retry
+        n = _stats_count(sock, device)
+        if n == 0:
+            raise EnvironmentNotAble(f"{device}: driver reports no NIC statistics")
+        sbuf = ctypes.create_string_buffer(struct.pack("=III", ETHTOOL_GSTRINGS, ETH_SS_STATS, n),
+                                           12 + n * ETH_GSTRING_LEN)
+        _ioctl(sock, device, sbuf)
+        stats = read_stats(sock, device, n)
+        n_strings = struct.unpack_from("=I", sbuf.raw, 8)[0]
+        if stats is not None and n_strings == n:
+            return sbuf.raw[12:12 + n * ETH_GSTRING_LEN], stats
+    raise EnvironmentNotAble(f"{device}: ethtool statistics count keeps changing")
+
+
 def read_binary_here(device: str) -> tuple[bytes, bytes]:
     """(names table, values array) for the device, in the calling thread's namespace."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _ in range(3):  # the count can change under us (channels reconfigured): retry
-            n = _stats_count(sock, device)
-            if n == 0:
-                raise EnvironmentNotAble(f"{device}: driver reports no NIC statistics")
-            sbuf = ctypes.create_string_buffer(struct.pack("=III", ETHTOOL_GSTRINGS,
-                                                           ETH_SS_STATS, n),
-                                               12 + n * ETH_GSTRING_LEN)
-            _ioctl(sock, device, sbuf)
-            # Slack so a grown count cannot make the kernel write past our buffer.
-            room = 2 * n + 64
-            vbuf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GSTATS, n), 8 + room * 8)
-            _ioctl(sock, device, vbuf)
-            got = struct.unpack_from("=I", vbuf.raw, 4)[0]
-            n_strings = struct.unpack_from("=I", sbuf.raw, 8)[0]
-            if got == n and n_strings == n:
-                return sbuf.raw[12:12 + n * ETH_GSTRING_LEN], vbuf.raw[8:8 + n * 8]
-    raise EnvironmentNotAble(f"{device}: ethtool statistics count keeps changing")
+        return read_binary(sock, device)
 
 
 def read_here(device: str) -> list[Reading]:

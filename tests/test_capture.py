@@ -1,0 +1,144 @@
+"""The repeated-snapshot path (pps.collectors.capture): readers opened once per namespace and
+read from the calling thread, light samples, deferred parsing, and the sampler built on it.
+Real namespaces, real sockets, real counters."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from pps import netns
+from pps.collectors import Scope, snapshot
+from pps.collectors.capture import Capturer
+from pps.sampling import CounterSampler
+
+PORTS = iter(range(48100, 48200))
+
+
+@pytest.fixture
+def vethns(private_netns):
+    """A private namespace with a veth pair va/vb up in it."""
+    for cmd in (["link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                ["link", "set", "va", "up"], ["link", "set", "vb", "up"]):
+        subprocess.run(["ip", "-n", private_netns, *cmd], check=True)
+    return private_netns
+
+
+def values(capturer: Capturer, cap) -> dict:
+    readings, _ = capturer.parse(cap)
+    return {(ns, r.source, r.device, r.queue, r.cpu, r.name): r.value for ns, r in readings}
+
+
+def send_in(ns: str, port: int, count: int) -> None:
+    def go() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(count):
+                s.sendto(b"x" * 32, ("127.0.0.1", port))
+    netns.call_in(ns, go)
+
+
+def test_light_samples_read_the_namespace_from_the_calling_thread(vethns):
+    port = next(PORTS)
+    rx = netns.call_in(vethns, lambda: _bound(port))
+    try:
+        with Capturer([Scope(vethns, ("lo", "va"), (port,))]) as c:
+            first = values(c, c.take())
+            send_in(vethns, port, 100)
+            light = c.take(full=False)
+            second = values(c, light)
+            # Counters of the namespace, not of this thread's (the root one).
+            out = (vethns, "snmp", None, None, None, "UdpOutDatagrams")
+            assert second[out] - first[out] == 100
+            lo_tx = (vethns, "link", "lo", None, None, "tx_packets")
+            assert second[lo_tx] - first[lo_tx] == 100
+            queued = [v for k, v in second.items() if k[1] == "socket" and k[5] == "rx_queue"]
+            assert queued and queued[0] > 0  # our socket, found by its port, holds them
+            for _ in range(100):
+                rx.recv(64)
+            third = values(c, c.take(full=False))
+            udp = (vethns, "snmp", None, None, None, "UdpInDatagrams")  # counted when read
+            assert third[udp] - first[udp] == 100
+            # The light sample is the same set of series, less the ones not able.
+            assert set(second) == set(first)
+            assert all(u.source in ("qstats", "ethtool") for u in light.missing) and not any(
+                u.device == "lo" for u in light.missing)  # lo's ethtool: skipped, not retried
+    finally:
+        rx.close()
+
+
+def _bound(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
+def test_not_able_collectors_are_retried_at_full_samples_only(vethns):
+    with Capturer([Scope(vethns, ("lo", "va"))]) as c:
+        full = c.take()
+        assert any(u.source == "ethtool" and u.device == "lo" for u in full.missing)
+        light = c.take(full=False)
+        assert not any(u.source == "ethtool" and u.device == "lo" for u in light.missing)
+        again = c.take()
+        assert any(u.source == "ethtool" and u.device == "lo" for u in again.missing)
+        # veth has ethtool stats: present in every sample, light or full.
+        for cap in (full, light, again):
+            assert any(src == "ethtool" and dev == "va" for _, src, dev, _ in cap.raw)
+
+
+def test_ethtool_light_sample_equals_a_fresh_read(vethns):
+    with Capturer([Scope(vethns, ("va",))], ["ethtool"]) as c:
+        c.take()
+        light = values(c, c.take(full=False))
+    fresh, missing = snapshot([Scope(vethns, ("va",))], ["ethtool"])
+    assert not missing and light == {(ns, r.source, r.device, r.queue, r.cpu, r.name): r.value
+                                     for ns, r in fresh}
+
+
+def test_a_broken_reader_is_opened_again_at_the_next_sample(vethns):
+    with Capturer([Scope(vethns, ("lo",))], ["snmp"]) as c:
+        c.take()
+        files = c._readers[vethns].files
+        os.close(files["snmp"])
+        files["snmp"] = os.open("/", os.O_RDONLY)  # reads fail with EISDIR: a reader gone bad
+        bad = c.take(full=False)
+        assert any(u.source == "snmp" for u in bad.missing) and not bad.raw
+        good = c.take(full=False)
+        assert not good.missing and values(c, good)
+
+
+def test_missing_namespace_and_device_never_raise():
+    with Capturer([Scope("pps-t-no-such-ns", ("lo",)), Scope(None, ("pps-no-such-dev",))]) as c:
+        for full in (True, False, True):
+            cap = c.take(full)
+            readings, missing = c.parse(cap)
+            if full:
+                assert any(u.source == "netns" and u.netns == "pps-t-no-such-ns" for u in missing)
+                assert any(u.source == "link" and "pps-no-such-dev" in u.reason for u in missing)
+            assert any(r.source == "softnet" for _, r in readings)
+
+
+def test_sampler_parses_after_the_run_and_its_totals_close(vethns):
+    port = next(PORTS)
+    rx = netns.call_in(vethns, lambda: _bound(port))
+    try:
+        sampler = CounterSampler([Scope(vethns, ("lo",), (port,))], vethns, vethns, "lo")
+        sampler("start")
+        for _ in range(3):
+            send_in(vethns, port, 50)
+            for _ in range(50):
+                rx.recv(64)
+            sampler("interval")
+        sampler("end")
+        assert all(not isinstance(r, list) for _, _, r in sampler.snapshots)  # raw until asked
+        table = sampler.table()
+        assert sorted(table["t"].unique()) == sorted(t for t, _, _ in sampler.snapshots)
+        tot = sampler.totals()
+        row = tot[(tot["source"] == "snmp") & (tot["name"] == "UdpInDatagrams")]
+        assert int(row["delta"].iloc[0]) == 150
+        ledger = sampler.ledger(150, 150)
+        assert ledger is not None and ledger["unaccounted"] == 0
+    finally:
+        rx.close()

@@ -260,14 +260,24 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
     struct pps_stats *st = &shm->slots[slot];
     struct tally t = {0};
     uint64_t datagrams = 0, bytes = 0, syscalls = 0, idle = 0, errors = 0;
-    const int flags = p->busy_poll ? MSG_DONTWAIT : MSG_WAITFORONE;
+    const int block_flags = p->busy_poll ? MSG_DONTWAIT : MSG_WAITFORONE;
+    uint64_t spin_until = 0; /* block mode: poll, don't sleep, until then (clock_id time) */
+    uint64_t now = pps_now_ns(p->clock_id);
     int fatal = 0;
 
     PUBLISH(st->state, PPS_STATE_RUNNING);
     while (!STOPPED(shm, PPS_ROLE_RECEIVER)) {
-        int n = recvmmsg(p->fd, r->msgs, p->batch, flags, NULL);
-        uint64_t now = pps_now_ns(p->clock_id);
+        const int polling = p->busy_poll || now < spin_until;
+        int n = recvmmsg(p->fd, r->msgs, p->batch, polling ? MSG_DONTWAIT : block_flags, NULL);
+        now = pps_now_ns(p->clock_id);
         syscalls++;
+        if (n > 0 && p->spin_ns)
+            spin_until = now + p->spin_ns;
+        if (n <= 0 && polling && p->poll_gap_ns && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            uint64_t until = now + p->poll_gap_ns;
+            while ((now = pps_now_ns(p->clock_id)) < until)
+                cpu_relax();
+        }
         if (n > 0) {
             datagrams += (uint64_t)n;
             for (int i = 0; i < n; i++) {

@@ -178,3 +178,37 @@ def test_histogram_buckets_are_contiguous_and_monotonic():
     for value in (0, 1, 31, 32, 33, 1000, 123_456_789, 2**40, 2**63):
         i = native.hist_index(value)
         assert lows[i] <= value and (i + 1 == len(lows) or value < lows[i + 1])
+
+
+def test_block_mode_spins_after_packets_then_sleeps(stats):
+    rx = RunningReceiver(stats, spin_ns=150_000_000)
+    socks, _ = open_senders([("127.0.0.1", rx.port)])
+    params = native.SendParams(fds=[socks[0].fileno()], flow_base=0, batch=16, payload=32,
+                               rate_pps=50_000, max_packets=2000)
+    native.send_loop(params, stats, 0, [0])
+    rx.wait_for(2000)
+    spinning = stats.read(1)["eagain"]
+    time.sleep(0.4)                       # the spin window (150 ms) ends in here
+    asleep = stats.read(1)["eagain"]
+    time.sleep(0.4)
+    counters = rx.stop()
+    socks[0].close()
+    assert counters["packets"] == 2000 and counters["lost"] == 0
+    assert asleep - spinning > 1000       # polled back to back after the packets
+    # then slept in recvmmsg: only SO_RCVTIMEO's 50 ms timeouts count as empty reads
+    assert counters["eagain"] - asleep <= 0.4 / 0.05 + 3
+
+
+def test_poll_gap_paces_empty_polls():
+    def empty_polls(**params) -> int:
+        shm = native.SharedStats.create(2)  # its own: the stop word stays set once used
+        try:
+            rx = RunningReceiver(shm, busy_poll=True, **params)
+            time.sleep(0.3)
+            return rx.stop()["eagain"]
+        finally:
+            shm.close()
+
+    paced = empty_polls(poll_gap_ns=2_000_000)
+    assert 30 <= paced <= 0.3 / 0.002 + 5
+    assert empty_polls() > 10 * paced     # without the gap it polls back to back

@@ -1,7 +1,7 @@
 """The no-drop and partial-drop rate search (RFC 2544 throughput, TRex NDR, FD.io MLRsearch).
 
 Two brackets share one list of trials. A trial at offered rate r passes a bracket when its
-loss ratio is within the bracket's bound (0 for NDR, search.loss_bound for PDR) and the
+loss ratio over the measurement window (see `window_loss`) is within the bracket's bound (0 for NDR, search.loss_bound for PDR) and the
 senders really offered r (within search.precision); a sender that cannot reach the rate
 has not shown that the receiver can take it. Each bracket's bounds are derived from all
 trials so far, conservatively: `hi` is the lowest rate that failed, `lo` the highest rate
@@ -46,6 +46,7 @@ class TrialResult:
     received: int = 0
     p50_ns: int | None = None
     p99_ns: int | None = None
+    trial_loss_ratio: float | None = None  # over the whole trial, warm-up and drain too
     limit: str | None = None   # the biggest drop counter, "sender" or "unaccounted"
     limit_count: int = 0
     seconds: float = 0.0       # wall time the trial took
@@ -291,16 +292,47 @@ def limit_of(summary: dict[str, Any], offered: float, precision: float) -> tuple
     return key, int(drops[key])
 
 
+def window_loss(outcome: Any) -> tuple[int, int] | None:
+    """(sent, lost) in the measurement window: packets the senders handed the kernel between
+    the window's marks, and sequence gaps the receivers found between them.
+
+    The summary's loss_ratio covers the whole trial, warm-up and drain too, so a start-up
+    hiccup (processes waking, pages faulting in) fails a rate whose steady state is clean.
+    The window is what rx_pps is measured over, and what a repeat should reproduce. A gap is
+    found when the packet after it is read, so both marks see drops a queue's delay late;
+    that shift is the same at both ends. None when the receivers do not track sequences
+    (raw mode): then only the trial-wide count is there."""
+    marks = getattr(outcome, "marks", None) or {}
+    start, end = marks.get("measure_start"), marks.get("measure_end")
+    if start is None or end is None:
+        return None
+    sent = lost = 0
+    tracked = False
+    for w in outcome.workers:
+        a, b = start.slots[w["slot"]], end.slots[w["slot"]]
+        if w["role"] == "sender":
+            sent += b["packets"] - a["packets"]
+        else:
+            lost += b["lost"] - a["lost"]
+            tracked = tracked or b["flows"] > 0
+    if not tracked or sent <= 0:
+        return None
+    return sent, max(lost, 0)
+
+
 def trial_from_summary(summary: dict[str, Any], offered: float, precision: float,
-                       results_dir: str | None = None) -> TrialResult:
+                       results_dir: str | None = None,
+                       window: tuple[int, int] | None = None) -> TrialResult:
     lat = summary.get("latency") or {}
     limit, count = limit_of(summary, offered, precision)
+    trial_loss = float(summary.get("loss_ratio", 0.0))
+    loss = window[1] / window[0] if window else trial_loss
     return TrialResult(
         index=-1, phase="", offered=offered, tx_pps=float(summary.get("tx_pps", 0.0)),
-        rx_pps=float(summary.get("rx_pps", 0.0)), loss_ratio=float(summary.get("loss_ratio", 0.0)),
+        rx_pps=float(summary.get("rx_pps", 0.0)), loss_ratio=loss,
         sent=int(summary.get("sent", 0)), received=int(summary.get("received", 0)),
-        p50_ns=lat.get("p50_ns"), p99_ns=lat.get("p99_ns"), limit=limit, limit_count=count,
-        results_dir=results_dir)
+        p50_ns=lat.get("p50_ns"), p99_ns=lat.get("p99_ns"), trial_loss_ratio=trial_loss,
+        limit=limit, limit_count=count, results_dir=results_dir)
 
 
 def write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
@@ -336,7 +368,8 @@ def run_search(config: Config, out: Path, *, confirmed: bool = False,
         s = report.summary
         if s.get("failure"):
             raise RunFailed(f"trial at {rate:g} pps failed: {s['failure']} (saved in {trial_dir})")
-        t = trial_from_summary(s, rate, options.precision, str(trial_dir))
+        t = trial_from_summary(s, rate, options.precision, str(trial_dir),
+                               window=window_loss(getattr(report, "outcome", None)))
         if s.get("interrupted"):
             raise TrialInterrupted(t)
         return t
@@ -360,13 +393,19 @@ def _ns(v: int | None) -> str:
     return "-" if v is None else f"{v / 1000:.0f}"
 
 
+def _loss(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3%}"
+
+
 def _pps(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
 def trial_table(trials: list[TrialResult]) -> str:
+    # "loss" is over the measurement window (what the search judges); "trial" adds warm-up
+    # and drain, as the run's own summary counts it.
     head = (f"{'#':>3} {'phase':<8} {'offered':>10} {'tx pps':>10} {'rx pps':>10} {'loss':>8} "
-            f"{'p50 us':>7} {'p99 us':>7}  limited by")
+            f"{'trial':>8} {'p50 us':>7} {'p99 us':>7}  limited by")
     lines = [head]
     for t in trials:
         offered = "unpaced" if not t.offered else _pps(t.offered)
@@ -377,7 +416,8 @@ def trial_table(trials: list[TrialResult]) -> str:
             limit += f"  [not used: {t.note}]"
         lines.append(f"{t.index:>3} {t.phase:<8} {offered:>10} {_pps(t.tx_pps):>10} "
                      f"{_pps(t.rx_pps):>10} "
-                     f"{t.loss_ratio:>8.3%} {_ns(t.p50_ns):>7} {_ns(t.p99_ns):>7}  {limit}")
+                     f"{t.loss_ratio:>8.3%} {_loss(t.trial_loss_ratio):>8} {_ns(t.p50_ns):>7} "
+                     f"{_ns(t.p99_ns):>7}  {limit}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from pps.config import load_config
-from pps.search import Search, TrialResult, format_result, limit_of, run_search
+from pps.search import (Search, TrialResult, format_result, limit_of, run_search,
+                        trial_from_summary, window_loss)
 
 
 def options(*sets: str):
@@ -193,3 +194,26 @@ def test_real_search_on_loopback(tmp_path):
     assert (out / "search.json").exists()
     assert len([p for p in (out / "trials").iterdir() if p.is_dir()]) == len(result["trials"])
     assert Path(result["trials"][1]["results_dir"], "run.json").exists()
+
+
+def _slots(sent: int, lost: int, flows: int = 1) -> list[dict[str, int]]:
+    return [{"packets": sent, "lost": 0, "flows": 0}, {"packets": 0, "lost": lost, "flows": flows}]
+
+
+def test_loss_is_judged_over_the_measurement_window():
+    workers = [{"role": "sender", "slot": 0}, {"role": "receiver", "slot": 1}]
+    marks = {"measure_start": SimpleNamespace(slots=_slots(10_000, 300)),   # lost in warm-up
+             "measure_end": SimpleNamespace(slots=_slots(110_000, 300))}
+    outcome = SimpleNamespace(marks=marks, workers=workers)
+    assert window_loss(outcome) == (100_000, 0)
+    summary = {"tx_pps": 1000.0, "rx_pps": 1000.0, "loss_ratio": 300 / 110_000}
+    t = trial_from_summary(summary, 1000, 0.02, window=window_loss(outcome))
+    assert t.loss_ratio == 0 and t.trial_loss_ratio == pytest.approx(300 / 110_000)
+    assert t.passes(0.0, 0.02)                      # the NDR bracket takes it
+    marks["measure_end"] = SimpleNamespace(slots=_slots(110_000, 350))
+    assert window_loss(outcome) == (100_000, 50)
+    # Receivers that track no sequence numbers (raw mode): only the trial-wide count.
+    marks["measure_end"] = SimpleNamespace(slots=_slots(110_000, 0, flows=0))
+    assert window_loss(outcome) is None
+    assert trial_from_summary(summary, 1000, 0.02, window=None).loss_ratio == summary["loss_ratio"]
+    assert window_loss(SimpleNamespace(marks={}, workers=workers)) is None

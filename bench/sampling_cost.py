@@ -5,7 +5,7 @@ against the same run with collectors off and one sample a second, alternated in 
                                    [--only SOURCES]... [--each] [--interval 0.1]
 
 `--only snmp,softnet` adds a configuration that reads just those sources at the interval;
-give it several times for several subsets. `--each` adds one configuration per source.
+give it several times for several subsets (`--only none`: the sampling loop, no source). `--each` adds one configuration per source.
 Every configuration runs once per round, in the same order, and the figures are medians
 over rounds, with each configuration's cost as a fraction of the baseline's receive rate.
 
@@ -17,7 +17,6 @@ time and the time spent in snapshots.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ def child(spec: dict) -> None:
     samplers: list[CounterSampler] = []
 
     def factory(*args):
-        s = CounterSampler.for_run(*args, sources=spec["sources"] or SOURCES)
+        s = CounterSampler.for_run(*args, sources=SOURCES if spec["sources"] is None else spec["sources"])
         samplers.append(s)
         return s
 
@@ -76,13 +75,14 @@ def modes(args: argparse.Namespace) -> dict[str, tuple[list[str], list[str] | No
     rate = [f"run.interval={args.interval:g}", "collect.enabled=true"]
     out = {BASELINE: (["run.interval=1", "collect.enabled=false"], None),
            f"all at {1 / args.interval:g} Hz": (rate, None)}
-    subsets = [s.split(",") for s in args.only] + ([[s] for s in SOURCES] if args.each else [])
+    subsets = [[] if s == "none" else s.split(",") for s in args.only]
+    subsets += [[s] for s in SOURCES] if args.each else []
     for subset in subsets:
         unknown = set(subset) - set(SOURCES)
         if unknown:
             raise SystemExit(f"unknown source {', '.join(sorted(unknown))}; "
                              f"sources are {', '.join(SOURCES)}")
-        out[f"only {','.join(subset)}"] = (rate, subset)
+        out[f"only {','.join(subset) or 'the loop, no source'}"] = (rate, subset)
     return out
 
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from pps import netns
-from pps.collectors import Scope, snapshot
+from pps.collectors import Scope, link, snapshot
 from pps.collectors.capture import Capturer
 from pps.sampling import CounterSampler
 
@@ -142,3 +142,33 @@ def test_sampler_parses_after_the_run_and_its_totals_close(vethns):
         assert ledger is not None and ledger["unaccounted"] == 0
     finally:
         rx.close()
+
+
+def test_netlink_reads_a_reply_longer_than_its_buffer_whole():
+    nl = link.Netlink(socket.NETLINK_ROUTE)
+    try:
+        nl._buf = bytearray(64)  # far smaller than one RTM_NEWLINK message
+        payloads = nl.request(link.RTM_GETLINK, link.NLM_F_DUMP, link.LINK_DUMP)
+        readings, names = link.parse(payloads, ("lo",))
+        assert "lo" in names.values() and len(nl._buf) > 64
+        assert {r.name for r in readings} == set(link.STATS64_FIELDS)
+    finally:
+        nl.close()
+
+
+def test_netlink_skips_replies_to_an_abandoned_request():
+    nl = link.Netlink(socket.NETLINK_ROUTE)
+    try:
+        body = link.LINK_DUMP
+        expected = sorted(link.parse(nl.request(link.RTM_GETLINK, link.NLM_F_DUMP, body))[1].values())
+        # A dump whose replies nobody read: what a request that failed half-way leaves.
+        nl._recv = lambda: (_ for _ in ()).throw(OSError("interrupted"))
+        with pytest.raises(OSError):
+            nl.request(link.RTM_GETLINK, link.NLM_F_DUMP, body)
+        del nl._recv
+        # Without reading those away first, the kernel refuses a second dump (EBUSY).
+        for _ in range(2):
+            _, names = link.parse(nl.request(link.RTM_GETLINK, link.NLM_F_DUMP, body))
+            assert sorted(names.values()) == expected
+    finally:
+        nl.close()

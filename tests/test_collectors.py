@@ -209,14 +209,23 @@ def test_live_ethtool_equals_ethtool_S(netns):
 
 @pytest.mark.skipif(not shutil.which("nstat"), reason="nstat not installed")
 def test_live_snmp_equals_nstat(netns, tmp_path):
-    ours = {}
-    for filename in snmp.FILES.values():
-        ours.update({r.name: r.value for r in snmp.read(netns, filename)})
+    def ours() -> dict:
+        got = {}
+        for filename in snmp.FILES.values():
+            got.update({r.name: r.value for r in snmp.read(netns, filename)})
+        return got
+
+    before = ours()
     env = dict(os.environ, NSTAT_HISTORY=str(tmp_path / "hist"))
     out = subprocess.run(["ip", "netns", "exec", netns, "nstat", "-asz"], env=env,
                          capture_output=True, text=True, check=True).stdout
+    after = ours()
     theirs = _nstat(out)
-    assert theirs and {k: ours.get(k) for k in theirs} == theirs
+    # The veth just came up: IPv6 sends its MLD and DAD packets while we read. Counters
+    # that moved between our two reads are left out; every other one must match exactly.
+    still = {k for k in theirs if before.get(k) == after.get(k)}
+    assert len(still) > 0.9 * len(theirs) > 100
+    assert {k: before.get(k) for k in still} == {k: theirs[k] for k in still}
 
 
 def test_live_link_stats(netns):

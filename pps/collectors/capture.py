@@ -261,7 +261,7 @@ class Capturer:
             if source in snmp.FILES:
                 add(ns, source, None, lambda d=data, s=source: snmp.parse(d.decode(), s))
             elif source == "socket":
-                add(ns, source, None, lambda d=data, p=device: sockets.parse(d.decode(), p, scope.ports))
+                add(ns, source, None, lambda d=data, p=device, sc=scope: sockets.parse(d.decode(), p, sc.ports))
             elif source == "link":
                 add(ns, source, None, lambda d=data, sc=scope: self._parse_link(d, sc, names))
             elif source == "qstats":

@@ -13,12 +13,12 @@ from pps import native
 from pps.sockets import open_receiver, open_senders
 
 
-def receiver(fd_port, stats_fd, nslots, cpu, batch, ready, busy_poll, spin_ns, poll_gap_ns):
+def receiver(fd_port, stats_fd, nslots, cpu, batch, ready, busy_poll, spin_ns):
     os.sched_setaffinity(0, {cpu})
     stats = native.SharedStats.attach(stats_fd, nslots)
     sock, _ = open_receiver("127.0.0.1", fd_port, reuseport=False)
     rx = native.Receiver(native.RecvParams(fd=sock.fileno(), batch=batch, busy_poll=busy_poll,
-                                           spin_ns=spin_ns, poll_gap_ns=poll_gap_ns))
+                                           spin_ns=spin_ns))
     ready.set()
     rx.run(stats, 1)
 
@@ -41,15 +41,12 @@ def main() -> None:
     ap.add_argument("--mode", choices=("block", "busy-poll"), default="block")
     ap.add_argument("--spin-us", type=float, default=0.0,
                     help="block mode: poll this long after packets before sleeping again")
-    ap.add_argument("--poll-gap-ns", type=int, default=0,
-                    help="pause after an empty poll (busy-poll, or block mode's spin)")
     args = ap.parse_args()
     stats = native.SharedStats.create(2)
     ctx = mp.get_context("fork")
     ready = ctx.Event()
     rx = ctx.Process(target=receiver, args=(args.port, stats.fd, 2, 1, args.batch, ready,
-                                                 args.mode == "busy-poll", int(args.spin_us * 1000),
-                                                 args.poll_gap_ns))
+                                                 args.mode == "busy-poll", int(args.spin_us * 1000)))
     rx.start()
     ready.wait(10)
     tx = ctx.Process(target=sender, args=(args.port, stats.fd, 2, 0, args.batch, args.payload, args.seconds))

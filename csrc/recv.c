@@ -273,11 +273,6 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
         syscalls++;
         if (n > 0 && p->spin_ns)
             spin_until = now + p->spin_ns;
-        if (n <= 0 && polling && p->poll_gap_ns && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uint64_t until = now + p->poll_gap_ns;
-            while ((now = pps_now_ns(p->clock_id)) < until)
-                cpu_relax();
-        }
         if (n > 0) {
             datagrams += (uint64_t)n;
             for (int i = 0; i < n; i++) {

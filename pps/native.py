@@ -175,7 +175,6 @@ class RecvParams:
     deadline_ns: int = 0
     clock: int = CLOCK_MONOTONIC
     spin_ns: int = 0       # block mode: poll this long after packets before sleeping again
-    poll_gap_ns: int = 0   # polling: pause after an empty poll
 
 
 class Receiver:
@@ -191,7 +190,6 @@ class Receiver:
             "track": int(params.track), "latency": int(params.latency),
             "max_flows": params.max_flows, "deadline_ns": params.deadline_ns,
             "clock_id": params.clock, "spin_ns": params.spin_ns,
-            "poll_gap_ns": params.poll_gap_ns,
         })
         handle = lib.pps_recv_new(p)
         if handle == ffi.NULL:

@@ -198,17 +198,3 @@ def test_block_mode_spins_after_packets_then_sleeps(stats):
     # then slept in recvmmsg: only SO_RCVTIMEO's 50 ms timeouts count as empty reads
     assert counters["eagain"] - asleep <= 0.4 / 0.05 + 3
 
-
-def test_poll_gap_paces_empty_polls():
-    def empty_polls(**params) -> int:
-        shm = native.SharedStats.create(2)  # its own: the stop word stays set once used
-        try:
-            rx = RunningReceiver(shm, busy_poll=True, **params)
-            time.sleep(0.3)
-            return rx.stop()["eagain"]
-        finally:
-            shm.close()
-
-    paced = empty_polls(poll_gap_ns=2_000_000)
-    assert 30 <= paced <= 0.3 / 0.002 + 5
-    assert empty_polls() > 10 * paced     # without the gap it polls back to back

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -119,7 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.dry_run:  # sends nothing, so any target may be planned for
-        topology, plan = make_plan(config, args.root)
+        roles, remote = _local_roles(config)
+        topology, plan = make_plan(config, args.root, roles)
+        if remote:
+            plan = replace(plan, notes=(*plan.notes, f"{remote} planned on their host when the run starts"))
         if args.json:
             print(dumps({"workers": [w.to_dict() for w in plan.workers], "plan": plan.to_dict()}))
         else:
@@ -144,6 +148,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(display.run_summary(report.summary))
     return outcome_code(report.summary, config.run.max_loss)
+
+
+def _local_roles(config) -> tuple[tuple[str, ...], str]:
+    """The roles this host runs, and a phrase naming those planned elsewhere."""
+    from .hosts_config import LOCAL
+
+    roles = tuple(r for r, host in (("sender", config.senders.host),
+                                    ("receiver", config.receivers.host)) if host == LOCAL)
+    remote = [f"{r}s on host {h}" for r, h in (("sender", config.senders.host),
+                                                ("receiver", config.receivers.host)) if h != LOCAL]
+    return roles, " and ".join(remote)
 
 
 def outcome_code(summary: dict[str, Any], max_loss: float | None) -> int:

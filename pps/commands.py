@@ -1,4 +1,4 @@
-"""Subcommands beyond run/topo/lab: sweep, search, report, compare, check.
+"""Subcommands beyond run/topo/lab: sweep, search, report, compare, check, agent.
 
 Each registers its parser here and maps its name to a cmd_* function in HANDLERS.
 """
@@ -25,3 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     search_cmd.add_parser(sub)
     HANDLERS["search"] = search_cmd.cmd_search
+    sub.add_parser("agent", help="serve a run driven from another host over SSH (JSON lines "
+                   "on stdin/stdout; started by pps itself)")
+    HANDLERS["agent"] = _cmd_agent
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from . import agent
+
+    return agent.main()

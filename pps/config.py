@@ -18,6 +18,7 @@ from typing import Any
 
 from .cpulist import parse_cpulist
 from .errors import ConfigError
+from .hosts_config import LOCAL, HostSpec, check_roles, parse_hosts
 
 MAX_UDP_PAYLOAD_V4 = 65507
 WIRE_HEADER_BYTES = 24
@@ -57,6 +58,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sndbuf": Key("int", 0, "SO_SNDBUF bytes; 0 = kernel default", 0, 1 << 31),
         "raw": Key("bool", False, "send payloads without the wire header; only counts"),
         "pick_ports": Key("str", "auto", "pick source ports that spread flows over receivers and RX queues; off = ephemeral", choices=("auto", "off")),
+        "host": Key("str", LOCAL, "host the senders run on: local or a [hosts.NAME]"),
     },
     "receivers": {
         "count": Key("int", 1, "receiver processes sharing the port with SO_REUSEPORT", 1, 256),
@@ -68,6 +70,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "gro": Key("bool", False, "receive with UDP_GRO and count segments"),
         "rcvbuf": Key("int", 0, "SO_RCVBUF bytes; 0 = kernel default", 0, 1 << 31),
         "steer": Key("str", "none", "steer flows to the receiver on their CPU", choices=("none", "incoming-cpu")),
+        "host": Key("str", LOCAL, "host the receivers run on: local or a [hosts.NAME]"),
     },
     "run": {
         "duration": Key("float", 5.0, "measurement seconds", 0.05, 86400),
@@ -102,7 +105,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
-TABLES = tuple(SCHEMA) + ("sweep",)
+TABLES = tuple(SCHEMA) + ("sweep", "hosts")
 
 
 def _section_type(name: str) -> type:
@@ -137,6 +140,7 @@ class Senders:
     sndbuf: int
     raw: bool
     pick_ports: str
+    host: str
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class Receivers:
     gro: bool
     rcvbuf: int
     steer: str
+    host: str
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,16 @@ class Config:
     search: SearchOptions
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     source: str = "defaults"
+    hosts: tuple[HostSpec, ...] = ()
+
+    def host(self, name: str) -> HostSpec | None:
+        """The [hosts.NAME] entry; None for the local host."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+    @property
+    def remote(self) -> bool:
+        """True when a role runs on another host, over SSH."""
+        return self.senders.host != LOCAL or self.receivers.host != LOCAL
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict, the resolved config as saved in run.json."""
@@ -210,6 +225,8 @@ class Config:
             obj = getattr(self, section)
             out[section] = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
         out["sweep"] = {k: list(v) for k, v in self.sweep}
+        if self.hosts:
+            out["hosts"] = {h.name: h.to_dict() for h in self.hosts}
         return out
 
     def with_values(self, values: Mapping[str, Any]) -> Config:
@@ -364,15 +381,22 @@ def build_config(raw: Mapping[str, Any], overrides: Iterable[tuple[str, Any]] = 
             raise ConfigError(f"{source}: unknown table [{shown}]{hint}; tables are {', '.join(TABLES)}")
         if not isinstance(body, Mapping):
             raise ConfigError(f"{source}: [{section}] must be a table")
-        if section == "sweep":
+        if section in ("sweep", "hosts"):
             continue
         for name, value in body.items():
             dotted = f"{section}.{name}"
             values[dotted] = _convert(source, dotted, _lookup(source, dotted), value)
+    overrides = list(overrides)
     for dotted, value in overrides:
-        values[dotted] = _convert("--set", dotted, _lookup("--set", dotted), value)
+        if not dotted.startswith("hosts."):
+            values[dotted] = _convert("--set", dotted, _lookup("--set", dotted), value)
+    hosts = parse_hosts(source, raw.get("hosts"),
+                        [(k, v) for k, v in overrides if k.startswith("hosts.")])
     sweep = _check_sweep(source, raw.get("sweep", {}))
-    config = _assemble(values, sweep, source)
+    config = replace(_assemble(values, sweep, source), hosts=hosts)
+    check_roles(source, hosts, {"senders.host": config.senders.host,
+                                "receivers.host": config.receivers.host},
+                "target.address" in values, config.target.address, config.lab.enabled)
     check_consistency(config)
     for _, point in expand_sweep(config):
         check_consistency(point)

@@ -153,13 +153,16 @@ def _value(tot: pd.DataFrame, netns: str | None, source: str, name: str,
 def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str | None,
                  recv_netns: str | None,
                  devices: Mapping[tuple[str | None, str], str] | None = None,
-                 shared: Collection[str | None] = (None,)) -> Ledger:
+                 shared: Collection[str | None] = (None,),
+                 recv_host: str | None = None) -> Ledger:
     """The ledger of one run.
 
     totals: per-series totals over the run window (pps.counters.totals). devices:
     (netns, device) -> driver name, to pick the driver map's NIC drop counters (from
     pps.collectors.device_drivers); a device not in it falls back to link counters.
     shared: namespaces whose counters other traffic also moves (default: the root one).
+    recv_host: the label under which the receiving host's host-wide counters (softnet_stat)
+    are filed: None on one host; the host's root label in a run across hosts.
     """
     devices = devices or {}
     led = Ledger(sent, received)
@@ -198,13 +201,13 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str
 
     _nic_rows(led, totals, recv_netns, devices, rx_share, add)
 
-    softnet = _value(totals, None, "softnet", "dropped")
+    softnet = _value(totals, recv_host, "softnet", "dropped")
     if softnet is not None or veth_tx:
         count = max(softnet or 0, veth_tx)
         note = "max of softnet dropped and veth tx_dropped" if veth_tx else ""
-        add("backlog", "softnet", "dropped", count, None, is_shared=True, note=note)
-    add("backlog", "softnet", "flow_limit_count", _value(totals, None, "softnet",
-        "flow_limit_count"), None, is_shared=True, counted=False, note="included in dropped")
+        add("backlog", "softnet", "dropped", count, recv_host, is_shared=True, note=note)
+    add("backlog", "softnet", "flow_limit_count", _value(totals, recv_host, "softnet",
+        "flow_limit_count"), recv_host, is_shared=True, counted=False, note="included in dropped")
 
     for source, name in IP_RECV:
         add("ip", source, name, _value(totals, recv_netns, source, name), recv_netns,

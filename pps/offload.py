@@ -70,6 +70,10 @@ def _window_delta(outcome: Any, role: str, key: str) -> int | None:
 
 def latency_clock(config: Config, outcome: Any) -> dict[str, Any]:
     """On which clock latency was taken and why it can (or cannot) be trusted."""
+    if config.senders.host != config.receivers.host:
+        return {"clock": None, "shared": False, "recorded": False,
+                "why": f"senders on host {config.senders.host} and receivers on host "
+                       f"{config.receivers.host} do not share a clock"}
     if not config.run.latency:
         return {"clock": None, "shared": None, "recorded": False, "why": "run.latency = false"}
     end = outcome.marks.get("end")

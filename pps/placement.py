@@ -17,7 +17,7 @@ unbound IRQs, RCU) that would disturb a receiver; senders are less sensitive.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .config import Config
@@ -86,9 +86,15 @@ class _Board:
         return WorkerSlot(role, index, cpu, self.topo.node_of(cpu), queue, reason)
 
 
-def plan_workers(topology: Topology, config: Config, device: str | None = None) -> Plan:
-    """Plan every sender and receiver; raises PlacementError when the policy cannot be met."""
+def plan_workers(topology: Topology, config: Config, device: str | None = None,
+                 roles: tuple[str, ...] = ("sender", "receiver")) -> Plan:
+    """Plan the senders and receivers (those of `roles`: one host's share of a run across
+    hosts); raises PlacementError when the policy cannot be met."""
     s, r = config.senders, config.receivers
+    if "sender" not in roles:
+        s = replace(s, count=0, cpus=None)
+    if "receiver" not in roles:
+        r = replace(r, count=0, cpus=None, placement="spread")
     if not topology.online_cpus:
         raise PlacementError(f"no online CPUs found under {topology.root}")
     _check_cpus("senders.cpus", s.cpus, topology, config.source)

@@ -62,16 +62,17 @@ def route_device(address: str) -> str | None:
         raise EnvironmentNotAble(f"no route to {address}: {exc}") from None
 
 
-def make_plan(config: Config, root: str = "/") -> tuple[Topology, Plan]:
-    """Read the topology and plan the workers. In the lab the receiving veth lives in its own
-    namespace, out of the host's sysfs, so the plan aligns with CPUs only (no device).
+def make_plan(config: Config, root: str = "/",
+              roles: tuple[str, ...] = ("sender", "receiver")) -> tuple[Topology, Plan]:
+    """Read the topology and plan the workers (of `roles`). In the lab the receiving veth
+    lives in its own namespace, out of the host's sysfs, so the plan aligns with CPUs only.
     On this machine, only the CPUs this process may use (taskset, cpuset) are planned on."""
     device = None if config.lab.enabled else (
         config.target.device or route_device(config.target.address))
     topology = read_topology(root, devices=[device] if device else [])
     if os.path.realpath(root) == "/":
         topology = topology.restricted(os.sched_getaffinity(0))
-    return topology, plan_workers(topology, config, device)
+    return topology, plan_workers(topology, config, device, roles)
 
 
 def _worker_specs(plan: Plan, send_ns: str | None, recv_ns: str | None) -> list[WorkerSpec]:
@@ -113,6 +114,11 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
             notice: NoticeFn | None = None) -> RunReport:
     """Run one trial of `config` and save it under `out` (None: keep it in memory)."""
     check_target_allowed(config, confirmed)
+    if config.remote:  # some workers run on other hosts, over SSH
+        from .multihost import execute_across_hosts
+
+        return execute_across_hosts(config, out=out, root=root, status=status, csv=csv,
+                                    notice=notice)
     offload.probe_kernel_support(config)  # no UDP_SEGMENT/UDP_GRO/SO_BUSY_POLL: exit 3, nothing started
     from .labrun import LabSession  # the lab imports pyroute2 pieces only when used
 

@@ -60,7 +60,8 @@ def workers_table(outcome: TrialOutcome) -> pd.DataFrame:
         slot = end.slots[w["slot"]] if end else {}
         sock = w.get("socket") or {}
         row = {
-            "role": w["role"], "index": w["index"], "pid": w["pid"], "cpu": w["cpu"],
+            "host": w.get("host", "local"), "role": w["role"], "index": w["index"],
+            "pid": w["pid"], "cpu": w["cpu"],
             "cpus_allowed": w["cpus_allowed"], "rcvbuf": sock.get("rcvbuf"),
             "sndbuf": sock.get("sndbuf"), "user_s": w["cpu_time"].get("user_s"),
             "sys_s": w["cpu_time"].get("sys_s"), "failure": w["failure"],
@@ -115,7 +116,8 @@ def summarize(outcome: TrialOutcome) -> dict[str, Any]:
     workers = []
     for w in outcome.workers:
         slot = end.slots[w["slot"]] if end else {}
-        workers.append({"role": w["role"], "index": w["index"], "cpu": w["cpu"],
+        workers.append({"host": w.get("host", "local"), "role": w["role"], "index": w["index"],
+                        "cpu": w["cpu"],
                         "cpus_allowed": w["cpus_allowed"], "packets": slot.get("packets", 0)})
     summary: dict[str, Any] = {
         "tx_pps": tx_packets / seconds if seconds else 0.0,

@@ -15,6 +15,7 @@ CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.to
 SHORT = ["--set", "run.duration=0.5", "--set", "run.warmup=0.2", "--set", "run.drain=0.2",
          "--set", "run.interval=0.25"]
 NEEDS_TWO_NODES = {"numa-placement.toml"}
+NEEDS_HOSTS = {"two-hosts.toml"}  # run against an SSH "host" in tests/test_multihost.py
 FIXTURE = Path(__file__).resolve().parent / "data" / "topo" / "mlx5-2socket"
 
 
@@ -33,7 +34,7 @@ def test_config_loads(path):
     assert config.source == str(path)
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name not in NEEDS_TWO_NODES],
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name not in NEEDS_TWO_NODES | NEEDS_HOSTS],
                          ids=lambda p: p.name)
 def test_config_runs_short(path, tmp_path):
     config = load_config(path)

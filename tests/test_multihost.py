@@ -1,0 +1,233 @@
+"""Runs across hosts over real SSH: a second "host" is a namespace with its own sshd
+(tests/sshhost.py), reached at a 198.19.0.0/16 address over a veth pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pps.agent import PROTOCOL, capabilities
+from pps.config import load_config
+from pps.errors import ConfigError, EnvironmentNotAble
+from pps.hosts_config import HostSpec
+from pps.remote import HostSession, ssh_argv
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sshhost
+
+PORTS = iter(range(48000, 48100))
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    if os.geteuid() != 0 or not os.path.exists(sshhost.SSHD) or not shutil.which("ssh"):
+        pytest.fail("these tests need root, openssh-server and openssh-client (.ci/run installs them)")
+    h = sshhost.start(tmp_path_factory.mktemp("sshhost"))
+    try:
+        yield h
+    finally:
+        sshhost.stop(h)
+    assert not Path(f"/run/netns/{h.netns}").exists()
+
+
+def pps(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pps", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_args(h, tmp_path, *sets: str, duration: float = 1.0) -> list[str]:
+    items = [*h.sets(), f"target.port={next(PORTS)}", "run.warmup=0.3", "run.drain=0.3",
+             "run.interval=0.25", *sets]
+    return ["run", "--yes", "--json", "--duration", str(duration), "--out", str(tmp_path / "r"),
+            *[a for s in items for a in ("--set", s)]]
+
+
+def test_local_sender_remote_receiver_ledger_spans_hosts(host, tmp_path):
+    # A tiny receive buffer on host b: the drops happen there, in its own namespace's
+    # counters, while the packets were sent here. The ledger must put them on b, exactly.
+    proc = pps(*run_args(host, tmp_path, f"target.address={host.remote_addr}",
+                         "receivers.host=b", "receivers.rcvbuf=4000"))
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    led = s["ledger"]
+    assert led["sent"] > 0 and led["received"] > 0
+    assert led["drops"]["snmp.UdpRcvbufErrors"] > 0
+    assert led["unaccounted"] == 0
+    assert led["sent"] == led["received"] + sum(led["drops"].values())
+    assert s["latency"] is None and "do not share a clock" in s["latency_clock"]["why"]
+    assert {(w["host"], w["role"]) for w in s["workers"]} == {("local", "sender"), ("b", "receiver")}
+    out = Path(s["results_dir"])
+    counters = pd.read_parquet(out / "counters.parquet")
+    assert {"local", "b"} <= set(counters["host"])
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert set(samples["host"]) == {"local", "b"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["hosts"]["b"]["roles"] == ["receiver"]
+    assert run["hosts"]["b"]["hello"]["protocol"] == PROTOCOL
+    assert run["hosts"]["b"]["device"].startswith("pss")  # the veth end that holds the address
+    assert not host.processes()  # nothing left running over there
+
+
+def test_the_shipped_two_host_config_runs(host, tmp_path):
+    config = Path(__file__).resolve().parent.parent / "configs" / "two-hosts.toml"
+    args = run_args(host, tmp_path, f"target.address={host.remote_addr}")
+    proc = pps(args[0], str(config), *args[1:])
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["rx_packets"] > 0 and s["ledger"]["unaccounted"] == 0
+
+
+def test_remote_sender_local_receiver(host, tmp_path):
+    proc = pps(*run_args(host, tmp_path, f"target.address={host.local_addr}", "senders.host=b",
+                         "senders.rate=50000"))
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    led = s["ledger"]
+    assert 0.9 * 50000 < s["tx_pps"] < 1.1 * 50000
+    assert led["sent"] > 0
+    # This host's root namespace is shared with other traffic, so allow a hair of noise.
+    assert abs(led["unaccounted"]) <= 0.001 * led["sent"]
+    assert "do not share a clock" in " ".join(s["warnings"])
+    assert not host.processes()
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            out.append((int(entry), comm))
+    return out
+
+
+def test_killing_the_ssh_connection_stops_the_remote_side(host, tmp_path):
+    args = run_args(host, tmp_path, f"target.address={host.remote_addr}", "receivers.host=b",
+                    duration=20)
+    proc = subprocess.Popen([sys.executable, "-m", "pps", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # Wait for the run to measure (status lines on stderr), then cut the connection.
+        for line in proc.stderr:
+            if "measure" in line:
+                break
+        assert host.processes(), "the remote agent and receiver should be running"
+        ssh = [pid for pid, comm in _children(proc.pid) if comm == "ssh"]
+        assert len(ssh) == 1
+        os.kill(ssh[0], signal.SIGKILL)
+        cut = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 4, err
+    assert time.monotonic() - cut < 10
+    assert "host b" in err and "connection lost" in err
+    deadline = time.monotonic() + 5
+    while host.processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not host.processes(), "the remote side must stop when its SSH connection goes"
+    s = json.loads(out)
+    assert s["results_dir"] and s["sent"] > 0  # what was measured is saved
+    samples = pd.read_parquet(Path(s["results_dir"]) / "samples.parquet")
+    assert samples[samples["host"] == "b"]["packets"].max() > 0
+
+
+def test_a_wrong_python_path_is_one_clear_line(host, tmp_path):
+    args = run_args(host, tmp_path, f"target.address={host.remote_addr}", "receivers.host=b",
+                    "hosts.b.python=/nonexistent/python3")
+    proc = pps(*args)
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "host b" in lines[0] and "'/nonexistent/python3' not found" in lines[0]
+    assert "hosts.b.python" in lines[0]
+    assert not (tmp_path / "r").exists()  # failed before any packet
+
+
+def test_an_unreachable_host_is_one_clear_line(host, tmp_path):
+    # Nothing listens on port 1 there: ssh is refused, and says so.
+    args = run_args(host, tmp_path, f"target.address={host.remote_addr}", "receivers.host=b",
+                    f'hosts.b.ssh_options=["-F", "{host.ssh_config}", "-p", "1"]')
+    proc = pps(*args)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "host b: ssh" in proc.stderr
+
+
+# ------------------------------------------------------------------ without a second host
+
+def test_ssh_command_is_argv_with_each_remote_word_quoted():
+    spec = HostSpec("b", "root@198.19.0.2", python="/opt/my py/bin/python3; rm -rf /",
+                    ssh_options=("-p", "2222"))
+    argv = ssh_argv(spec)
+    assert argv[argv.index("--") + 1] == "root@198.19.0.2"
+    assert argv[-1] == "'/opt/my py/bin/python3; rm -rf /' -m pps agent"
+    assert argv[:2] == ["ssh", "-T"] and "BatchMode=yes" in argv
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["receivers.host=b"], "no host 'b'"),
+    (["hosts.b.ssh=-oProxyCommand=x", "receivers.host=b", "target.address=198.19.0.2"],
+     "read as an ssh option"),
+    (["hosts.b.ssh=root@x", "receivers.host=b"], "must name the receivers' address"),
+    (["hosts.b.ssh=root@x", "receivers.host=b", "target.address=127.0.0.1"], "loopback"),
+    (["hosts.b.ssh=root@x", "receivers.host=b", "target.address=198.19.0.2", "lab.enabled=true"],
+     "lab"),
+    (["hosts.b.shh=root@x"], "did you mean 'ssh'"),
+    (["hosts.b.python=python3"], "ssh is required"),
+])
+def test_bad_host_config_is_a_config_error(sets, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, sets)
+
+
+def test_a_version_mismatch_names_both_versions():
+    session = HostSession(HostSpec("b", "root@x"))
+    session.hello = {"event": "hello", "protocol": PROTOCOL + 1, "version": "9.9.9"}
+    with pytest.raises(EnvironmentNotAble, match="host b runs pps 9.9.9.*install the same pps"):
+        session._check_hello()
+
+
+def test_missing_capabilities_are_named_before_any_packet():
+    session = HostSession(HostSpec("b", "bench@x"))
+    session.hello = {"caps": {"net_admin": False, "sys_admin": False}, "euid": 1000}
+    with pytest.raises(EnvironmentNotAble, match="host b: .*euid 1000.*CAP_SYS_ADMIN"):
+        session.require({"sys_admin": "to enter namespace x"})
+    session.hello["caps"]["sys_admin"] = True
+    session.require({"sys_admin": "to enter namespace x"})  # satisfied: no error
+
+
+def test_agent_speaks_json_lines_and_stops_when_its_input_closes():
+    agent = subprocess.Popen([sys.executable, "-m", "pps", "agent"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        hello = json.loads(agent.stdout.readline())
+        assert hello["event"] == "hello" and hello["protocol"] == PROTOCOL
+        assert hello["caps"] == capabilities()
+        agent.stdin.write('{"op": "read", "id": 7}\nnonsense\n')
+        agent.stdin.flush()
+        early = json.loads(agent.stdout.readline())
+        assert early == {"re": 7, "ok": False, "error": "'read' before 'prepare'",
+                         "kind": "ValueError", "exit_code": 1}
+        assert json.loads(agent.stdout.readline())["ok"] is False
+        agent.stdin.close()  # the connection is gone
+        assert agent.wait(5) == 1
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

@@ -51,7 +51,8 @@ def run_summary(summary: dict[str, Any]) -> str:
     workers = summary.get("workers", [])
     if workers:
         lines.append("workers:  " + "  ".join(
-            f"{w['role']}-{w['index']}@cpu{w['cpu']} {w['packets']:,}" for w in workers))
+            f"{_host_prefix(w)}{w['role']}-{w['index']}@cpu{w['cpu']} {w['packets']:,}"
+            for w in workers))
     lines += describe_balance(summary.get("balance") or {})
     ledger_text = (summary.get("ledger") or {}).get("text")
     if ledger_text:
@@ -75,3 +76,9 @@ def plan_text(plan: dict[str, Any]) -> str:
 
 def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def _host_prefix(worker: dict) -> str:
+    """"b/" for a worker on host b; nothing on this host."""
+    host = worker.get("host", "local")
+    return "" if host == "local" else f"{host}/"

@@ -44,21 +44,8 @@ class WorkerHandle:
 
     def read_events(self) -> None:
         """Take whatever the worker has written, without blocking."""
-        fd = self.proc.stdout.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                message = {"event": "garbled", "text": line[:200].decode(errors="replace")}
+        messages, self._buffer = read_json_lines(self.proc.stdout.fileno(), self._buffer)
+        for message in messages:
             if not isinstance(message, dict) or "event" not in message:
                 message = {"event": "garbled", "text": str(message)[:200]}
             self.events.append(message)
@@ -94,6 +81,27 @@ class WorkerHandle:
         self.proc.wait()
         self.read_events()
         self.proc.stdout.close()
+
+
+def read_json_lines(fd: int, buffer: bytes) -> tuple[list[Any], bytes]:
+    """Everything readable now on a non-blocking pipe, as parsed JSON lines, and the partial
+    line left over. A line that is not JSON comes back as its text (a str), never raised."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        buffer += chunk
+    *lines, buffer = buffer.split(b"\n")
+    messages: list[Any] = []
+    for line in lines:
+        try:
+            messages.append(json.loads(line))
+        except ValueError:
+            messages.append(line[:200].decode(errors="replace"))
+    return messages, buffer
 
 
 def spawn_worker(spec: dict[str, Any], pass_fds: tuple[int, ...]) -> WorkerHandle:

@@ -25,6 +25,7 @@ from typing import Any
 from .agent import PROTOCOL
 from .errors import ConfigError, EnvironmentNotAble, PpsError
 from .hosts_config import HostSpec
+from .procs import read_json_lines
 
 HELLO_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 30.0
@@ -149,24 +150,12 @@ class HostSession:
         self._read_available()
 
     def _read_available(self) -> None:
-        fd = self.proc.stdout.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
-            self._buffer += chunk
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    self._stderr.append(f"(stdout) {line[:200].decode(errors='replace')}")
-                    continue
-                if isinstance(message, dict):
-                    self.events.append(message)
+        messages, self._buffer = read_json_lines(self.proc.stdout.fileno(), self._buffer)
+        for message in messages:
+            if isinstance(message, dict):
+                self.events.append(message)
+            else:  # not the protocol: keep it with what the host said, for the error message
+                self._stderr.append(f"(stdout) {str(message)[:200]}")
 
     def _next_message(self, timeout_s: float, wanted) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

@@ -23,3 +23,12 @@ def private_netns():
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def veth_netns(private_netns):
+    """A private namespace with a veth pair va/vb up in it."""
+    for cmd in (["link", "add", "va", "type", "veth", "peer", "name", "vb"],
+                ["link", "set", "va", "up"], ["link", "set", "vb", "up"]):
+        subprocess.run(["ip", "-n", private_netns, *cmd], check=True)
+    return private_netns

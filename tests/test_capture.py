@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 
 import pytest
 
@@ -16,15 +15,6 @@ from pps.collectors.capture import Capturer
 from pps.sampling import CounterSampler
 
 PORTS = iter(range(48100, 48200))
-
-
-@pytest.fixture
-def vethns(private_netns):
-    """A private namespace with a veth pair va/vb up in it."""
-    for cmd in (["link", "add", "va", "type", "veth", "peer", "name", "vb"],
-                ["link", "set", "va", "up"], ["link", "set", "vb", "up"]):
-        subprocess.run(["ip", "-n", private_netns, *cmd], check=True)
-    return private_netns
 
 
 def values(capturer: Capturer, cap) -> dict:
@@ -40,26 +30,26 @@ def send_in(ns: str, port: int, count: int) -> None:
     netns.call_in(ns, go)
 
 
-def test_light_samples_read_the_namespace_from_the_calling_thread(vethns):
+def test_light_samples_read_the_namespace_from_the_calling_thread(veth_netns):
     port = next(PORTS)
-    rx = netns.call_in(vethns, lambda: _bound(port))
+    rx = netns.call_in(veth_netns, lambda: _bound(port))
     try:
-        with Capturer([Scope(vethns, ("lo", "va"), (port,))]) as c:
+        with Capturer([Scope(veth_netns, ("lo", "va"), (port,))]) as c:
             first = values(c, c.take())
-            send_in(vethns, port, 100)
+            send_in(veth_netns, port, 100)
             light = c.take(full=False)
             second = values(c, light)
             # Counters of the namespace, not of this thread's (the root one).
-            out = (vethns, "snmp", None, None, None, "UdpOutDatagrams")
+            out = (veth_netns, "snmp", None, None, None, "UdpOutDatagrams")
             assert second[out] - first[out] == 100
-            lo_tx = (vethns, "link", "lo", None, None, "tx_packets")
+            lo_tx = (veth_netns, "link", "lo", None, None, "tx_packets")
             assert second[lo_tx] - first[lo_tx] == 100
             queued = [v for k, v in second.items() if k[1] == "socket" and k[5] == "rx_queue"]
             assert queued and queued[0] > 0  # our socket, found by its port, holds them
             for _ in range(100):
                 rx.recv(64)
             third = values(c, c.take(full=False))
-            udp = (vethns, "snmp", None, None, None, "UdpInDatagrams")  # counted when read
+            udp = (veth_netns, "snmp", None, None, None, "UdpInDatagrams")  # counted when read
             assert third[udp] - first[udp] == 100
             # The light sample is the same set of series, less the ones not able.
             assert set(second) == set(first)
@@ -75,8 +65,8 @@ def _bound(port: int) -> socket.socket:
     return s
 
 
-def test_not_able_collectors_are_retried_at_full_samples_only(vethns):
-    with Capturer([Scope(vethns, ("lo", "va"))]) as c:
+def test_not_able_collectors_are_retried_at_full_samples_only(veth_netns):
+    with Capturer([Scope(veth_netns, ("lo", "va"))]) as c:
         full = c.take()
         assert any(u.source == "ethtool" and u.device == "lo" for u in full.missing)
         light = c.take(full=False)
@@ -88,19 +78,19 @@ def test_not_able_collectors_are_retried_at_full_samples_only(vethns):
             assert any(src == "ethtool" and dev == "va" for _, src, dev, _ in cap.raw)
 
 
-def test_ethtool_light_sample_equals_a_fresh_read(vethns):
-    with Capturer([Scope(vethns, ("va",))], ["ethtool"]) as c:
+def test_ethtool_light_sample_equals_a_fresh_read(veth_netns):
+    with Capturer([Scope(veth_netns, ("va",))], ["ethtool"]) as c:
         c.take()
         light = values(c, c.take(full=False))
-    fresh, missing = snapshot([Scope(vethns, ("va",))], ["ethtool"])
+    fresh, missing = snapshot([Scope(veth_netns, ("va",))], ["ethtool"])
     assert not missing and light == {(ns, r.source, r.device, r.queue, r.cpu, r.name): r.value
                                      for ns, r in fresh}
 
 
-def test_a_broken_reader_is_opened_again_at_the_next_sample(vethns):
-    with Capturer([Scope(vethns, ("lo",))], ["snmp"]) as c:
+def test_a_broken_reader_is_opened_again_at_the_next_sample(veth_netns):
+    with Capturer([Scope(veth_netns, ("lo",))], ["snmp"]) as c:
         c.take()
-        files = c._readers[vethns].files
+        files = c._readers[veth_netns].files
         os.close(files["snmp"])
         files["snmp"] = os.open("/", os.O_RDONLY)  # reads fail with EISDIR: a reader gone bad
         bad = c.take(full=False)
@@ -120,14 +110,14 @@ def test_missing_namespace_and_device_never_raise():
             assert any(r.source == "softnet" for _, r in readings)
 
 
-def test_sampler_parses_after_the_run_and_its_totals_close(vethns):
+def test_sampler_parses_after_the_run_and_its_totals_close(veth_netns):
     port = next(PORTS)
-    rx = netns.call_in(vethns, lambda: _bound(port))
+    rx = netns.call_in(veth_netns, lambda: _bound(port))
     try:
-        sampler = CounterSampler([Scope(vethns, ("lo",), (port,))], vethns, vethns, "lo")
+        sampler = CounterSampler([Scope(veth_netns, ("lo",), (port,))], veth_netns, veth_netns, "lo")
         sampler("start")
         for _ in range(3):
-            send_in(vethns, port, 50)
+            send_in(veth_netns, port, 50)
             for _ in range(50):
                 rx.recv(64)
             sampler("interval")

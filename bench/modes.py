@@ -3,9 +3,10 @@
 Modes: blocking receive, busy-poll receive (the reference's -N; pps receivers.mode =
 "busy-poll"), and UDP GSO of 64 segments into a plain receiver (the reference's -g 64;
 pps senders.gso_segments = 64), where the kernel splits the segments at the socket.
-Each round runs every mode with the reference and then pps, same pinning (sender CPU 0,
-receiver CPU 1), batch 64, 32-byte payload, so drift on a shared host hits both alike.
-It prints each one's median receive rate and the ratio pps / reference.
+Each round runs every mode with the reference and with pps (who goes first alternates),
+same pinning (sender CPU 0, receiver CPU 1), batch 64, 32-byte payload, so drift on a
+shared host hits both alike. It prints each one's median receive rate, the ratio of the
+medians, and the median of each round's own ratio.
 
 Run from the repository:  python3 bench/modes.py [--seconds 5] [--rounds 3] [--json]
 """
@@ -109,11 +110,19 @@ def main() -> int:
         for rnd in range(args.rounds):
             for mode in modes:
                 send_flags, recv_flags, sets = MODES[mode]
-                ref = run_reference(binary, port, args.seconds, args.batch, args.payload,
-                                    send_flags, recv_flags)
-                port += 1
-                result = run_pps(port, args.seconds, args.batch, args.payload, sets)
-                port += 1
+                runs = {
+                    "reference": lambda p: run_reference(binary, p, args.seconds, args.batch,
+                                                         args.payload, send_flags, recv_flags),
+                    "pps": lambda p: run_pps(p, args.seconds, args.batch, args.payload, sets),
+                }
+                # Who goes first alternates, so a host warming up or cooling down over a
+                # round favours neither.
+                order = ["reference", "pps"] if rnd % 2 == 0 else ["pps", "reference"]
+                got = {}
+                for who in order:
+                    got[who] = runs[who](port)
+                    port += 1
+                ref, result = got["reference"], got["pps"]
                 rates[mode]["reference"].append(ref)
                 rates[mode]["pps"].append(result["rx_pps"])
                 recv = [w for w in result["workers"] if w["role"] == "receiver"]
@@ -127,8 +136,11 @@ def main() -> int:
     for mode in modes:
         ref = statistics.median(rates[mode]["reference"])
         ours = statistics.median(rates[mode]["pps"])
+        paired = [p / r for p, r in zip(rates[mode]["pps"], rates[mode]["reference"]) if r]
         summary[mode] = {"reference_pps": ref, "pps_pps": ours,
                          "ratio": ours / ref if ref else None,
+                         # Each round's own ratio: drift between rounds cancels out.
+                         "paired_ratio": statistics.median(paired) if paired else None,
                          "runs": rates[mode],
                          "pps_receiver_cpu_percent":
                              statistics.median(cpu[mode]) if cpu[mode] else None}
@@ -138,9 +150,11 @@ def main() -> int:
         return 0
     print(f"loopback, sender CPU {SENDER_CPU}, receiver CPU {RECEIVER_CPU}, batch {args.batch}, "
           f"{args.payload} B payload, {args.rounds} rounds x {args.seconds:g} s; medians of rx pps")
-    print(f"{'mode':<13} {'reference':>12} {'pps':>12} {'pps/ref':>8}")
+    print(f"{'mode':<13} {'reference':>12} {'pps':>12} {'pps/ref':>8} {'paired':>8}")
     for mode, s in summary.items():
-        print(f"{mode:<13} {s['reference_pps']:>12,.0f} {s['pps_pps']:>12,.0f} {s['ratio']:>7.2f}x")
+        print(f"{mode:<13} {s['reference_pps']:>12,.0f} {s['pps_pps']:>12,.0f} "
+              f"{s['ratio']:>7.3f}x {s['paired_ratio']:>7.3f}x")
+    print("pps/ref: ratio of the medians; paired: median of each round's ratio")
     return 0
 
 

@@ -70,7 +70,7 @@ class Agent:
         return method(request) or {}
 
     def op_prepare(self, r: dict[str, Any]) -> dict[str, Any]:
-        from . import collectors, metadata
+        from . import collectors, metadata, selfpin
         from .collectors.capture import Capturer
         from .config import build_config
         from .group import LocalGroup
@@ -80,11 +80,13 @@ class Agent:
         share = prepare_share(config, r["host"], tuple(r["roles"]), r.get("netns"),
                               r["addresses"], r["n_senders"])
         self.group = LocalGroup(share.specs, host=r["host"])
+        # Off the workers' CPUs for good: the agent serves this one run, then exits.
+        pinned, _ = selfpin.move_off(w.cpu for w in share.plan.workers)
         ports = (config.target.port,) if "receiver" in share.roles else ()
         scopes = [collectors.Scope(share.netns, (share.device,), ports)]
         self.capturer = Capturer(scopes)  # readers opened once, as in a local run
         drivers = {f"{ns}|{dev}": d for (ns, dev), d in collectors.device_drivers(scopes).items()}
-        return {"share": share.to_dict(), "meta": metadata.host("/"), "drivers": drivers}
+        return {"share": {**share.to_dict(), "agent": pinned}, "meta": metadata.host("/"), "drivers": drivers}
 
     def op_start(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"problems": self.group.start(r["deadline_s"], r["ready_timeout_s"])}

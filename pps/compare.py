@@ -27,7 +27,7 @@ CONFIG_KEYS_THAT_MATTER = (
     "senders.count", "senders.cpus", "senders.batch", "senders.payload", "senders.flows",
     "senders.gso_segments", "senders.sndbuf", "senders.raw",
     "receivers.count", "receivers.cpus", "receivers.batch", "receivers.placement",
-    "receivers.mode", "receivers.busy_poll_us", "receivers.gro", "receivers.rcvbuf",
+    "receivers.mode", "receivers.busy_poll_us", "receivers.spin_us", "receivers.gro", "receivers.rcvbuf",
     "receivers.steer", "lab.enabled", "lab.queues", "lab.rps_cpus", "lab.gro", "lab.qdisc",
     "collect.enabled",
 )

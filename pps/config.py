@@ -67,6 +67,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "placement": Key("str", "spread", "where receivers run", choices=PLACEMENTS),
         "mode": Key("str", "block", "block: sleep in recvmmsg; busy-poll: spin", choices=("block", "busy-poll")),
         "busy_poll_us": Key("int", 50, "SO_BUSY_POLL microseconds in busy-poll mode; 0 = no socket busy poll", 0, 1_000_000),
+        "spin_us": Key("int", 0, "block mode: after a read that returned packets, poll this long before sleeping again; 0 = always sleep", 0, 1_000_000),
         "gro": Key("bool", False, "receive with UDP_GRO and count segments"),
         "rcvbuf": Key("int", 0, "SO_RCVBUF bytes; 0 = kernel default", 0, 1 << 31),
         "steer": Key("str", "none", "steer flows to the receiver on their CPU", choices=("none", "incoming-cpu")),
@@ -151,6 +152,7 @@ class Receivers:
     placement: str
     mode: str
     busy_poll_us: int
+    spin_us: int
     gro: bool
     rcvbuf: int
     steer: str
@@ -444,6 +446,8 @@ def check_consistency(config: Config) -> None:
         raise ConfigError(
             f"{src}: target.address: {config.target.address} with lab.enabled; the lab picks its own "
             "198.18.0.0/15 addresses, so leave target.address unset")
+    if r.spin_us and r.mode != "block":
+        raise ConfigError(f"{src}: receivers.spin_us: applies to block mode; a busy-poll receiver always polls")
     if s.burst and s.burst < s.batch and s.rate:
         raise ConfigError(f"{src}: senders.burst: {s.burst} is smaller than senders.batch {s.batch}")
 

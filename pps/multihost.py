@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import collectors, metadata
+from . import collectors, metadata, selfpin
 from .collectors.capture import Capturer
 from .config import Config
 from .group import LocalGroup
@@ -117,7 +117,9 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
         if config.collect.enabled:
             sampler = HostsSampler(parts, (config.senders.host, shares[config.senders.host]["netns"]),
                                    (config.receivers.host, recv["netns"]), recv["device"])
-        outcome = Trial(config, groups=groups, sampler=sampler, status=status).run()
+        local_cpus = [w["cpu"] for w in shares[LOCAL]["plan"]["workers"]] if LOCAL in shares else []
+        with selfpin.off_worker_cpus(local_cpus) as orchestrator:
+            outcome = Trial(config, groups=groups, sampler=sampler, status=status).run()
     finally:
         for session in sessions.values():
             session.close()
@@ -133,8 +135,10 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
                                      info.get(LOCAL, {}).get("before", {}),
                                      info.get(LOCAL, {}).get("after", {}), None, sampler)
     report.run_json["hosts"] = {n: {**info[n], "roles": list(hosts[n]), "checks": shares[n]["checks"],
-                                    "device": shares[n]["device"], "netns": shares[n]["netns"]}
+                                    "device": shares[n]["device"], "netns": shares[n]["netns"],
+                                    **({} if n == LOCAL else {"agent": shares[n].get("agent")})}
                                 for n in hosts}
+    report.run_json["orchestrator"] = orchestrator
     report.run_json["checks"] = shares[config.receivers.host]["checks"].get("checks", [])
     if out is not None:
         report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)

@@ -113,6 +113,7 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
         spec.update(
             address=addresses["bind"], port=config.target.port, batch=r.batch, rcvbuf=r.rcvbuf,
             busy_poll=r.mode == "busy-poll", busy_poll_us=r.busy_poll_us if r.mode == "busy-poll" else 0,
+            spin_ns=r.spin_us * 1000 if r.mode == "block" else 0,
             gro=r.gro, latency=config.run.latency, max_flows=16384, steer=r.steer,
             # One receiver needs no group: SO_REUSEPORT costs a group lookup per packet.
             reuseport=r.count > 1)

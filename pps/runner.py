@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import flowpick, latency, metadata, netns, offload, summary
+from . import flowpick, latency, metadata, netns, offload, selfpin, summary
 from .balance import balance
 from .config import Config
 from .errors import ConfigError, EnvironmentNotAble
@@ -137,12 +137,14 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         if config.collect.enabled and sampler_factory is not None:
             sampler = sampler_factory(config, lab, plan)
         host_before = metadata.host(root)
-        outcome = Trial(config, specs, addresses, sampler=sampler, status=status).run()
+        with selfpin.off_worker_cpus(w.cpu for w in plan.workers) as orchestrator:
+            outcome = Trial(config, specs, addresses, sampler=sampler, status=status).run()
         host_after = metadata.host(root)
         lab_info = lab.describe() if lab else None
     report = build_report(config, plan, topology, outcome, warnings, host_before, host_after,
                           lab_info, sampler)
     report.run_json["checks"] = checks["checks"]
+    report.run_json["orchestrator"] = orchestrator
     flowpick.record(report, pick)
     if out is not None:
         report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)

@@ -93,7 +93,7 @@ def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, A
         fd=sock.fileno(), batch=spec["batch"], bufsize=bufsize, busy_poll=spec["busy_poll"],
         gro=spec["gro"], track=not spec["raw"], latency=spec["latency"],
         max_flows=spec["max_flows"], deadline_ns=spec["deadline_ns"],
-        spin_ns=spec.get("spin_ns", 0))  # block mode: poll this long before sleeping again
+        spin_ns=spec["spin_ns"])  # block mode: poll this long before sleeping again
     with native.Receiver(params) as receiver:
         _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=vars(report))
         stats.set_state(spec["slot"], native.STATE_READY)

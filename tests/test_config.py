@@ -31,6 +31,8 @@ CASES = {
     "explicit without cpus": ('[receivers]\nplacement = "explicit"\n',
                               ["receivers.placement", "needs receivers.cpus"]),
     "gso too big": ('[senders]\npayload = 1400\ngso_segments = 64\n', ["senders.gso_segments", "64 KB"]),
+    "spin with busy-poll": ('[receivers]\nmode = "busy-poll"\nspin_us = 50\n',
+                            ["receivers.spin_us", "block mode"]),
     "burst below batch": ('[senders]\nrate = 1000.0\nburst = 8\nbatch = 64\n', ["senders.burst"]),
     "lab with an address": ('[lab]\nenabled = true\n[target]\naddress = "10.0.0.1"\n',
                             ["target.address", "lab"]),

@@ -17,6 +17,7 @@ import pytest
 
 from pps.agent import PROTOCOL, capabilities
 from pps.config import load_config
+from pps.cpulist import parse_cpulist
 from pps.errors import ConfigError, EnvironmentNotAble
 from pps.hosts_config import HostSpec
 from pps.remote import HostSession, ssh_argv
@@ -74,6 +75,12 @@ def test_local_sender_remote_receiver_ledger_spans_hosts(host, tmp_path):
     assert run["hosts"]["b"]["roles"] == ["receiver"]
     assert run["hosts"]["b"]["hello"]["protocol"] == PROTOCOL
     assert run["hosts"]["b"]["device"].startswith("pss")  # the veth end that holds the address
+    # Each host's pps process left its workers' CPUs to them (this machine has two CPUs,
+    # and each host runs one worker).
+    for record, share in ((run["hosts"]["b"]["agent"], run["plan"]["hosts"]["b"]),
+                          (run["orchestrator"], run["plan"]["hosts"]["local"])):
+        worker_cpus = {w["cpu"] for w in share["workers"]}
+        assert record["moved"] and not worker_cpus & set(parse_cpulist(record["cpus"]))
     assert not host.processes()  # nothing left running over there
 
 

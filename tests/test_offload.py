@@ -106,6 +106,19 @@ def test_busy_poll_receiver_spins_and_shows_its_price():
     assert busy > 70 and busy > 2 * idle  # a spinning receiver burns its CPU whatever the rate
 
 
+def test_block_receiver_with_spin_polls_after_each_read_then_sleeps():
+    def empty_polls(outcome):
+        w = next(w for w in outcome.workers if w["role"] == "receiver")
+        return outcome.marks["end"].slots[w["slot"]]["eagain"]
+
+    # 20 kpps in batches of 64 is a burst every 3.2 ms: 2 ms of polling after each.
+    _, spun, s = run("receivers.spin_us=2000", "senders.rate=20000")
+    _, slept, _ = run("senders.rate=20000")
+    assert s["rx_packets"] > 0
+    # Asleep, a read comes back empty only on the 50 ms timeout; spinning, thousands do.
+    assert empty_polls(spun) > 1000 and empty_polls(spun) > 50 * max(1, empty_polls(slept))
+
+
 def test_clock_not_shared_or_latency_off():
     c = config()
     slots = [{"lat_skew": 5}]

@@ -16,6 +16,7 @@ ffibuilder.set_source(
     #include <netinet/udp.h>
     #include <sys/socket.h>
     #include <time.h>
+    #include <linux/net_tstamp.h>
     #include "pps.h"
     #ifndef SOL_UDP
     #define SOL_UDP 17

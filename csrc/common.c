@@ -10,6 +10,12 @@
 #include "pps.h"
 #include "internal.h"
 
+/* Two workers never share a cache line, and each histogram starts on one. */
+_Static_assert(sizeof(struct pps_stats) % 64 == 0, "pps_stats must be whole cache lines");
+_Static_assert(offsetof(struct pps_stats, hist) % 64 == 0, "hist must start a cache line");
+_Static_assert(offsetof(struct pps_stats, stack_hist) % 64 == 0, "stack_hist alignment");
+_Static_assert(offsetof(struct pps_stats, app_hist) % 64 == 0, "app_hist alignment");
+
 uint64_t pps_now_ns(int clock_id)
 {
     struct timespec ts;

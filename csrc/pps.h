@@ -14,7 +14,7 @@
 #define PPS_MAGIC 0x31535050u           /* "PPS1" little-endian */
 #define PPS_WIRE_BYTES 24
 #define PPS_SHM_MAGIC 0x314d485353505050ull /* "PPPSSHM1" */
-#define PPS_SHM_VERSION 1
+#define PPS_SHM_VERSION 2             /* 2: stack and app histograms (kernel RX stamps) */
 
 /* Latency histogram: HDR-style log-linear buckets, 16 per power of two (~6% wide),
  * covering 0 ns .. 2^63 ns. Index of v: v itself below 32, else
@@ -68,8 +68,23 @@ struct pps_stats {
     uint64_t lat_max_ns;
     uint64_t lat_skew;     /* tx_ns after rx time: clocks not shared */
     uint64_t pace_sleeps;  /* sender: sleeps taken to hold the rate */
-    uint64_t reserved[8];
-    uint64_t hist[PPS_HIST_BUCKETS];
+    /* Receiver with kernel RX timestamps (pps_recv_params.timestamps): one-way latency
+     * split at the kernel's software receive stamp. stack = stamp - tx_ns (sender to
+     * the receive path); app = clock after recvmmsg - stamp (backlog, UDP, socket
+     * queue and the syscall). Skew counts as lat_skew does: a negative difference. */
+    uint64_t stack_count;
+    uint64_t stack_sum_ns;
+    uint64_t stack_max_ns;
+    uint64_t stack_skew;
+    uint64_t app_count;
+    uint64_t app_sum_ns;
+    uint64_t app_max_ns;
+    uint64_t app_skew;
+    uint64_t ts_missing;   /* packets whose message carried no kernel stamp */
+    uint64_t reserved[7];  /* keeps the histograms on a cache-line boundary */
+    uint64_t hist[PPS_HIST_BUCKETS];       /* one-way: clock after recvmmsg - tx_ns */
+    uint64_t stack_hist[PPS_HIST_BUCKETS];
+    uint64_t app_hist[PPS_HIST_BUCKETS];
 } __attribute__((aligned(64)));
 
 /* Segment layout: header line, then control line, then one slot per worker. */
@@ -108,9 +123,12 @@ struct pps_recv_params {
     uint32_t gro;          /* 1: parse UDP_GRO cmsg, split into segments */
     uint32_t track;        /* 1: parse wire headers, track flows */
     uint32_t latency;      /* 1: sender shares our clock: record one-way latency */
+    uint32_t timestamps;   /* 1: SO_TIMESTAMPING is set on fd: read the stamp cmsg and
+                            * record stack and app latency (needs latency, and clock_id
+                            * CLOCK_REALTIME at both ends: kernel stamps are realtime) */
     uint32_t max_flows;    /* bound on the flow table */
     uint64_t deadline_ns;
-    int clock_id;
+    int clock_id;          /* clock for rx time; CLOCK_REALTIME when timestamps is set */
     /* Block mode: after a read that returned packets, keep polling (MSG_DONTWAIT) this long
      * before sleeping again. A sleeping receiver must be woken by the sender's CPU, and on
      * loopback that wake-up is the sender's largest single cost (bare loop here: 312k

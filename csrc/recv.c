@@ -1,5 +1,6 @@
 /* recv.c - the receiver loop: recvmmsg in batches, optional UDP GRO, per-flow
- * sequence tracking in a bounded table, and one-way latency into a histogram. */
+ * sequence tracking in a bounded table, one-way latency into a histogram, and with
+ * kernel RX timestamps that latency split in two more: stack and app. */
 #define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <linux/errqueue.h> /* struct scm_timestamping */
 
 #include "pps.h"
 #include "internal.h"
@@ -21,7 +23,11 @@
  * by seq mod WINDOW. It tells a late packet (bit clear) from a duplicate (bit set). */
 #define WINDOW 1024
 #define WINDOW_WORDS (WINDOW / 64)
-#define CTRL_BYTES 64
+/* Control space per message: a UDP_GRO cmsg (an int) and an SCM_TIMESTAMPING cmsg (three
+ * timespecs) both fit, with room to spare for the kernel's alignment. */
+#define CTRL_BYTES 128
+_Static_assert(CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct scm_timestamping)) <= CTRL_BYTES,
+               "control buffer too small for UDP_GRO + SCM_TIMESTAMPING");
 
 struct flow {
     uint64_t key;          /* flow id + 1; 0 marks an empty slot */
@@ -45,7 +51,8 @@ struct pps_receiver {
 
 struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
 {
-    if (!p || p->batch == 0 || p->batch > 1024 || p->bufsize == 0 || p->max_flows == 0) {
+    if (!p || p->batch == 0 || p->batch > 1024 || p->bufsize == 0 || p->max_flows == 0 ||
+        (p->timestamps && p->clock_id != CLOCK_REALTIME)) { /* kernel stamps are realtime */
         errno = EINVAL;
         return NULL;
     }
@@ -72,7 +79,7 @@ struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
         r->iov[i].iov_len = p->bufsize;
         r->msgs[i].msg_hdr.msg_iov = &r->iov[i];
         r->msgs[i].msg_hdr.msg_iovlen = 1;
-        if (p->gro) {
+        if (p->gro || p->timestamps) {
             r->msgs[i].msg_hdr.msg_control = r->ctrl + (size_t)i * CTRL_BYTES;
             r->msgs[i].msg_hdr.msg_controllen = CTRL_BYTES;
         }
@@ -130,10 +137,16 @@ static inline void window_clear(struct flow *f, uint64_t seq)
     f->window[(seq % WINDOW) / 64] &= ~(1ull << (seq % 64));
 }
 
+/* One latency figure's scalars; its buckets live in the shared slot. */
+struct lat {
+    uint64_t count, sum, max, skew;
+};
+
 /* Counters for one loop, kept in registers and published once per syscall. */
 struct tally {
     uint64_t packets, foreign, short_pkts, untracked, lost, reordered, duplicate, late;
-    uint64_t lat_count, lat_sum, lat_max, lat_skew;
+    uint64_t ts_missing;
+    struct lat one_way, stack, app;
 };
 
 static void track(struct flow *f, uint64_t seq, struct tally *t)
@@ -175,8 +188,26 @@ static void track(struct flow *f, uint64_t seq, struct tally *t)
     }
 }
 
+/* One interval from `from` to `to` into a histogram; a negative one is a clock skew. */
+static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t to)
+{
+    if (from > to) {
+        l->skew++;
+        return;
+    }
+    uint64_t v = to - from;
+    int idx = hist_index(v);
+    /* One writer: a plain read-modify-write published with a relaxed store. */
+    PUBLISH(hist[idx], hist[idx] + 1);
+    l->count++;
+    l->sum += v;
+    if (v > l->max)
+        l->max = v;
+}
+
+/* kernel_ns: the message's kernel RX stamp (0: none, or timestamps off). */
 static void segment(struct pps_receiver *r, struct pps_stats *st, const char *data,
-                    uint32_t len, uint64_t rx_ns, struct tally *t)
+                    uint32_t len, uint64_t rx_ns, uint64_t kernel_ns, struct tally *t)
 {
     t->packets++;
     if (!r->p.track)
@@ -198,37 +229,50 @@ static void segment(struct pps_receiver *r, struct pps_stats *st, const char *da
         track(f, le64toh(w.seq), t);
     if (r->p.latency) {
         uint64_t tx = le64toh(w.tx_ns);
-        if (tx > rx_ns) {
-            t->lat_skew++;
-        } else {
-            uint64_t lat = rx_ns - tx;
-            int idx = hist_index(lat);
-            /* One writer: a plain read-modify-write published with a relaxed store. */
-            PUBLISH(st->hist[idx], st->hist[idx] + 1);
-            t->lat_count++;
-            t->lat_sum += lat;
-            if (lat > t->lat_max)
-                t->lat_max = lat;
+        record(st->hist, &t->one_way, tx, rx_ns);
+        if (r->p.timestamps) {
+            if (!kernel_ns) {
+                t->ts_missing++;
+            } else {
+                record(st->stack_hist, &t->stack, tx, kernel_ns);
+                record(st->app_hist, &t->app, kernel_ns, rx_ns);
+            }
         }
     }
 }
 
-/* Size of the GRO segments in message i, or 0 when the kernel did not coalesce. */
-static uint32_t gro_size(struct mmsghdr *m)
+/* What the control messages of message m say: the size of its GRO segments (0 when the
+ * kernel did not coalesce) and its kernel software RX stamp (0 when it has none). */
+static void read_cmsgs(struct mmsghdr *m, uint32_t *gro_seg, uint64_t *kernel_ns)
 {
+    *gro_seg = 0;
+    *kernel_ns = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m->msg_hdr); c; c = CMSG_NXTHDR(&m->msg_hdr, c)) {
         if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
             int size;
             memcpy(&size, CMSG_DATA(c), sizeof(size));
-            return size > 0 ? (uint32_t)size : 0;
+            *gro_seg = size > 0 ? (uint32_t)size : 0;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+            /* ts[0] is the software stamp; ts[2] would be the NIC's (not asked for). */
+            struct scm_timestamping ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            *kernel_ns = (uint64_t)ts.ts[0].tv_sec * 1000000000ull + (uint64_t)ts.ts[0].tv_nsec;
         }
     }
-    return 0;
+}
+
+static void publish_lat(uint64_t *count, uint64_t *sum, uint64_t *max, uint64_t *skew,
+                        const struct lat *l)
+{
+    PUBLISH(*count, l->count);
+    PUBLISH(*sum, l->sum);
+    PUBLISH(*max, l->max);
+    PUBLISH(*skew, l->skew);
 }
 
 static void publish(struct pps_stats *st, const struct tally *t, uint64_t datagrams,
                     uint64_t bytes, uint64_t syscalls, uint64_t idle, uint64_t errors,
-                    uint64_t now)
+                    uint64_t now, int timestamps)
 {
     PUBLISH(st->packets, t->packets);
     PUBLISH(st->datagrams, datagrams);
@@ -243,10 +287,13 @@ static void publish(struct pps_stats *st, const struct tally *t, uint64_t datagr
     PUBLISH(st->reordered, t->reordered);
     PUBLISH(st->duplicate, t->duplicate);
     PUBLISH(st->late, t->late);
-    PUBLISH(st->lat_count, t->lat_count);
-    PUBLISH(st->lat_sum_ns, t->lat_sum);
-    PUBLISH(st->lat_max_ns, t->lat_max);
-    PUBLISH(st->lat_skew, t->lat_skew);
+    publish_lat(&st->lat_count, &st->lat_sum_ns, &st->lat_max_ns, &st->lat_skew, &t->one_way);
+    if (timestamps) {
+        publish_lat(&st->stack_count, &st->stack_sum_ns, &st->stack_max_ns, &st->stack_skew,
+                    &t->stack);
+        publish_lat(&st->app_count, &st->app_sum_ns, &st->app_max_ns, &st->app_skew, &t->app);
+        PUBLISH(st->ts_missing, t->ts_missing);
+    }
     PUBLISH(st->heartbeat_ns, now);
 }
 
@@ -261,6 +308,7 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
     struct tally t = {0};
     uint64_t datagrams = 0, bytes = 0, syscalls = 0, idle = 0, errors = 0;
     const int block_flags = p->busy_poll ? MSG_DONTWAIT : MSG_WAITFORONE;
+    const int cmsgs = p->gro || p->timestamps;
     uint64_t spin_until = 0; /* block mode: poll, don't sleep, until then (clock_id time) */
     uint64_t now = pps_now_ns(p->clock_id);
     int fatal = 0;
@@ -279,18 +327,23 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
                 const char *data = r->iov[i].iov_base;
                 uint32_t len = r->msgs[i].msg_len;
                 uint32_t seg = 0;
-                if (p->gro) {
-                    seg = gro_size(&r->msgs[i]);
+                uint64_t kernel_ns = 0;
+                if (cmsgs) {
+                    read_cmsgs(&r->msgs[i], &seg, &kernel_ns);
+                    if (!p->gro) /* only a receiver that asked for GRO splits */
+                        seg = 0;
                     /* The kernel shrank this one's controllen; the others are untouched. */
                     r->msgs[i].msg_hdr.msg_controllen = CTRL_BYTES;
                 }
                 bytes += len;
+                /* Under GRO every segment of the message shares the message's stamp. */
                 if (!seg || seg >= len) {
-                    segment(r, st, data, len, now, &t);
+                    segment(r, st, data, len, now, kernel_ns, &t);
                     continue;
                 }
                 for (uint32_t off = 0; off < len; off += seg)
-                    segment(r, st, data + off, len - off < seg ? len - off : seg, now, &t);
+                    segment(r, st, data + off, len - off < seg ? len - off : seg, now,
+                            kernel_ns, &t);
             }
         } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             idle++;
@@ -300,7 +353,7 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
             if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT)
                 fatal = errno;
         }
-        publish(st, &t, datagrams, bytes, syscalls, idle, errors, now);
+        publish(st, &t, datagrams, bytes, syscalls, idle, errors, now, (int)p->timestamps);
         if (fatal)
             break;
         if (p->deadline_ns &&

@@ -4,7 +4,7 @@ Started by the orchestrator as `ssh HOST PYTHON -m pps agent`. It speaks JSON li
 on stdin, replies and events on stdout (nothing else is ever written there; diagnostics go
 to stderr, which ssh carries back). The conversation, in order:
 
-    agent  -> {"event": "hello", "protocol": 1, "version": ..., "hostname": ..., "caps": ...}
+    agent  -> {"event": "hello", "protocol": 2, "version": ..., "hostname": ..., "caps": ...}
     client -> {"op": "prepare", "id": 1, "config": {...}, "host": "b", "roles": [...], ...}
     agent  -> {"re": 1, "ok": true, "share": {plan, topology, checks, specs, ...}, "meta": {...}}
     client -> start, go, read, collect, stop, finish, histograms, close (each answered by "re")
@@ -27,7 +27,9 @@ from typing import Any
 
 from . import __version__
 
-PROTOCOL = 1
+# 2: histograms come by kind ({"one_way": {...}, "stack": ..., "app": ...}); slots hold the
+# stack/app counters.
+PROTOCOL = 2
 IDLE_CHECK_S = 0.1
 
 
@@ -110,7 +112,8 @@ class Agent:
         self.group.finish(r["wait_s"])
 
     def op_histograms(self, r: dict[str, Any]) -> dict[str, Any]:
-        return {"histograms": {str(k): v for k, v in self.group.histograms().items()}}
+        return {"histograms": {kind: {str(k): v for k, v in by_receiver.items()}
+                               for kind, by_receiver in self.group.histograms().items()}}
 
     def op_close(self, r: dict[str, Any]) -> dict[str, Any]:
         from . import metadata

@@ -82,6 +82,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_loss": Key("float", None, "exit 1 when the loss ratio exceeds this", 0, 1, nullable=True),
         "require_checks": Key("strlist", (), "host checks that must pass, else exit 3"),
         "latency": Key("bool", True, "record one-way latency when sender and receiver share a clock"),
+        "timestamps": Key("str", "user", "receive time: user = the receiver's clock after recvmmsg; "
+                          "kernel = also the kernel's RX stamp (SO_TIMESTAMPING), splitting one-way "
+                          "latency into stack and app (both ends on CLOCK_REALTIME)",
+                          choices=("user", "kernel")),
     },
     "lab": {
         "enabled": Key("bool", False, "run between the lab's namespaces instead of on loopback"),
@@ -169,6 +173,7 @@ class RunOptions:
     max_loss: float | None
     require_checks: tuple[str, ...]
     latency: bool
+    timestamps: str
 
 
 @dataclass(frozen=True)
@@ -448,6 +453,11 @@ def check_consistency(config: Config) -> None:
             "198.18.0.0/15 addresses, so leave target.address unset")
     if r.spin_us and r.mode != "block":
         raise ConfigError(f"{src}: receivers.spin_us: applies to block mode; a busy-poll receiver always polls")
+    if config.run.timestamps == "kernel" and (s.raw or not config.run.latency):
+        why = "senders.raw = true sends no send time" if s.raw else "run.latency = false"
+        raise ConfigError(
+            f"{src}: run.timestamps: 'kernel' splits one-way latency, but {why}; "
+            "use run.timestamps = \"user\" or record latency")
     if s.burst and s.burst < s.batch and s.rate:
         raise ConfigError(f"{src}: senders.burst: {s.burst} is smaller than senders.batch {s.batch}")
 

@@ -45,9 +45,12 @@ def run_summary(summary: dict[str, Any]) -> str:
         lines.append("sequence: " + "  ".join(seq))
     lat = summary.get("latency")
     if lat:
-        lines.append("latency:  " + "  ".join(
-            f"{k.removesuffix('_ns')} {duration_ns(lat.get(k))}"
-            for k in ("p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns")))
+        lines.append("latency:  " + _percentiles(lat))
+        # With kernel RX stamps: the one-way figure's two parts, each on its own line.
+        for kind, label in (("stack", "  stack:"), ("app", "  app:")):
+            part = summary.get(f"latency_{kind}")
+            if part:
+                lines.append(f"{label:<10}" + _percentiles(part))
     workers = summary.get("workers", [])
     if workers:
         lines.append("workers:  " + "  ".join(
@@ -62,6 +65,11 @@ def run_summary(summary: dict[str, Any]) -> str:
     if summary.get("results_dir"):
         lines.append(f"results:  {summary['results_dir']}")
     return "\n".join(lines)
+
+
+def _percentiles(lat: dict[str, Any]) -> str:
+    return "  ".join(f"{k.removesuffix('_ns')} {duration_ns(lat.get(k))}"
+                     for k in ("p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"))
 
 
 def plan_text(plan: dict[str, Any]) -> str:

@@ -76,11 +76,18 @@ class LocalGroup:
         alive = [h for h in self.handles if not h.exited() or h.event("result")]
         wait_for(alive, "result", timeout_s)
 
-    def histograms(self) -> dict[int, list[int]]:
+    def histograms(self) -> dict[str, dict[int, list[int]]]:
+        """Kind -> receiver index -> buckets: one_way always; stack and app from receivers
+        that took kernel RX stamps."""
+        out: dict[str, dict[int, list[int]]] = {}
         if self.shm is None:
-            return {}
-        return {s["index"]: self.shm.histogram(slot)
-                for slot, s in enumerate(self.specs) if s["role"] == "receiver"}
+            return out
+        for slot, s in enumerate(self.specs):
+            if s["role"] != "receiver":
+                continue
+            for kind in ("one_way", "stack", "app") if s.get("timestamps") else ("one_way",):
+                out.setdefault(kind, {})[s["index"]] = self.shm.histogram(slot, kind)
+        return out
 
     def close(self) -> None:
         """Reap every worker and release the stats block; safe to call twice."""

@@ -3,6 +3,11 @@
 Bucket bounds come from the C core (pps_hist_low), so Python and C never disagree on
 where a bucket starts. A percentile is reported as the upper edge of its bucket (as HDR
 histograms do), capped at the largest value seen: it never understates latency.
+
+Kinds: `one_way` (the receiver's clock after recvmmsg minus the packet's send time), and
+with kernel RX timestamps (run.timestamps = kernel) its two parts, `stack` (the kernel's
+RX stamp minus the send time) and `app` (the receiver's clock minus the RX stamp).
+Percentiles of the parts do not add up to those of the whole.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import pandas as pd
 from . import native
 
 PERCENTILES = (("p50_ns", 50.0), ("p90_ns", 90.0), ("p99_ns", 99.0), ("p999_ns", 99.9))
+KINDS = ("one_way", "stack", "app")
+SPLIT = ("stack", "app")           # recorded only with kernel RX timestamps
+MAX_COUNTER = {"one_way": "lat_max_ns", "stack": "stack_max_ns", "app": "app_max_ns"}
 
 
 def merge(histograms: Iterable[Sequence[int]]) -> list[int]:
@@ -45,14 +53,25 @@ def percentiles(hist: Sequence[int], max_ns: int | None = None) -> dict[str, int
     return out
 
 
-def table(histograms: dict[int, Sequence[int]]) -> pd.DataFrame:
-    """Long table of non-empty buckets: receiver (-1 = merged), low_ns, high_ns, count."""
+def merged_percentiles(histograms: dict[str, dict[int, Sequence[int]]], kind: str,
+                       slots: Iterable[dict[str, int]]) -> dict[str, int] | None:
+    """Percentiles of every receiver's `kind` buckets together, capped at the largest value
+    the receivers' slots saw."""
+    max_ns = max((s[MAX_COUNTER[kind]] for s in slots), default=0)
+    return percentiles(merge(histograms.get(kind, {}).values()), max_ns)
+
+
+def table(histograms: dict[str, dict[int, Sequence[int]]]) -> pd.DataFrame:
+    """Long table of non-empty buckets: kind, receiver (-1 = merged), low_ns, high_ns, count."""
     lows = native.hist_bounds()
     rows = []
-    items = list(histograms.items()) + [(-1, merge(histograms.values()))]
-    for receiver, hist in items:
-        for i, count in enumerate(hist):
-            if count:
-                high = lows[i + 1] - 1 if i + 1 < len(lows) else lows[i]
-                rows.append({"receiver": receiver, "low_ns": lows[i], "high_ns": high, "count": count})
-    return pd.DataFrame(rows, columns=["receiver", "low_ns", "high_ns", "count"])
+    for kind in [k for k in KINDS if k in histograms]:
+        by_receiver = histograms[kind]
+        items = list(by_receiver.items()) + [(-1, merge(by_receiver.values()))]
+        for receiver, hist in items:
+            for i, count in enumerate(hist):
+                if count:
+                    high = lows[i + 1] - 1 if i + 1 < len(lows) else lows[i]
+                    rows.append({"kind": kind, "receiver": receiver, "low_ns": lows[i],
+                                 "high_ns": high, "count": count})
+    return pd.DataFrame(rows, columns=["kind", "receiver", "low_ns", "high_ns", "count"])

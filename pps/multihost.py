@@ -73,6 +73,10 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
         warnings.append(f"one-way latency is not reported: senders on host {config.senders.host} "
                         f"and receivers on host {config.receivers.host} do not share a clock")
         config = config.with_values({"run.latency": False})
+    if cross and config.run.timestamps == "kernel":
+        warnings.append("run.timestamps = kernel is ignored: it splits one-way latency, which "
+                        "senders and receivers on different hosts cannot measure")
+        config = config.with_values({"run.timestamps": "user"})
     addresses = _addresses(config, None)
     sessions: dict[str, HostSession] = {}
     shares: dict[str, dict[str, Any]] = {}

@@ -30,7 +30,14 @@ COUNTERS = (
     "packets", "datagrams", "bytes", "syscalls", "eagain", "enobufs", "refused", "errors",
     "last_errno", "foreign", "short_pkts", "untracked", "lost", "reordered", "duplicate",
     "late", "flows", "lat_count", "lat_sum_ns", "lat_max_ns", "lat_skew", "pace_sleeps",
+    "stack_count", "stack_sum_ns", "stack_max_ns", "stack_skew",
+    "app_count", "app_sum_ns", "app_max_ns", "app_skew", "ts_missing",
 )
+# The latency histograms of a slot: kind -> (field, prefix of its scalar counters).
+# one_way: receive clock - tx_ns; with kernel RX stamps also stack: stamp - tx_ns and
+# app: receive clock - stamp.
+HIST_KINDS = {"one_way": ("hist", "lat"), "stack": ("stack_hist", "stack"),
+              "app": ("app_hist", "app")}
 FLOW_FIELDS = ("flow", "received", "unique", "next_seq", "reordered", "duplicate", "late")
 
 
@@ -105,8 +112,8 @@ class SharedStats:
         values["heartbeat_ns"] = slot.heartbeat_ns
         return values
 
-    def histogram(self, index: int) -> list[int]:
-        return list(ffi.unpack(self.slot(index).hist, HIST_BUCKETS))
+    def histogram(self, index: int, kind: str = "one_way") -> list[int]:
+        return list(ffi.unpack(getattr(self.slot(index), HIST_KINDS[kind][0]), HIST_BUCKETS))
 
     def go(self) -> None:
         self.shm.go = 1
@@ -171,6 +178,7 @@ class RecvParams:
     gro: bool = False
     track: bool = True
     latency: bool = True
+    timestamps: bool = False  # SO_TIMESTAMPING is on fd: record stack and app (clock: REALTIME)
     max_flows: int = 16384
     deadline_ns: int = 0
     clock: int = CLOCK_MONOTONIC
@@ -188,6 +196,7 @@ class Receiver:
             "fd": params.fd, "batch": params.batch, "bufsize": params.bufsize,
             "busy_poll": int(params.busy_poll), "gro": int(params.gro),
             "track": int(params.track), "latency": int(params.latency),
+            "timestamps": int(params.timestamps),
             "max_flows": params.max_flows, "deadline_ns": params.deadline_ns,
             "clock_id": params.clock, "spin_ns": params.spin_ns,
         })

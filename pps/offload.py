@@ -47,6 +47,17 @@ def offload_warnings(config: Config, lab_enabled: bool, summary: dict[str, Any])
             f"rx_datagrams, or receive without GRO to measure a packet rate"]
 
 
+def timestamp_warnings(config: Config, summary: dict[str, Any]) -> list[str]:
+    """Kernel RX timestamps asked for but missing on some packets: say how many, since
+    stack and app then describe fewer packets than one-way latency does."""
+    missing = summary.get("ts_missing") or 0
+    if config.run.timestamps != "kernel" or not missing:
+        return []
+    return [f"run.timestamps = kernel: {missing:,} packets came without a kernel RX stamp "
+            "(timestamping switched on while they were in flight, or not supported on this "
+            "path); stack and app latency leave them out"]
+
+
 def pacing_warnings(config: Config, summary: dict[str, Any]) -> list[str]:
     """A paced run that missed its offered rate says so, rather than passing it off."""
     rate = config.senders.rate
@@ -76,29 +87,42 @@ def latency_clock(config: Config, outcome: Any) -> dict[str, Any]:
                        f"{config.receivers.host} do not share a clock"}
     if not config.run.latency:
         return {"clock": None, "shared": None, "recorded": False, "why": "run.latency = false"}
+    # Kernel RX stamps are CLOCK_REALTIME, so with them both ends use that clock.
+    kernel = config.run.timestamps == "kernel"
+    clock = "CLOCK_REALTIME" if kernel else "CLOCK_MONOTONIC"
     end = outcome.marks.get("end")
-    skew = sum(end.slots[w["slot"]]["lat_skew"] for w in outcome.workers
-               if w["role"] == "receiver") if end else 0
+    skew_keys = ("lat_skew", "stack_skew", "app_skew") if kernel else ("lat_skew",)
+    skew = sum(end.slots[w["slot"]].get(k, 0) for w in outcome.workers if w["role"] == "receiver"
+               for k in skew_keys) if end else 0
     if skew:
-        # A send stamp later than its receive: the two clocks are not one clock.
-        return {"clock": "CLOCK_MONOTONIC", "shared": False, "recorded": True, "skewed": skew,
-                "why": f"{skew:,} packets carried a send time after their receive time: "
-                       "the clocks are not shared, latency is not trustworthy"}
+        # A send stamp later than its receive: the two clocks are not one clock (or, on
+        # CLOCK_REALTIME, the clock was stepped during the run).
+        return {"clock": clock, "shared": False, "recorded": True, "skewed": skew,
+                "why": f"{skew:,} intervals ended before they began (a send time after a "
+                       "receive time): the clocks are not shared or were stepped, latency is "
+                       "not trustworthy"}
     where = "the lab's namespaces share the host's clock" if config.lab.enabled else \
         "sender and receiver run on one host"
-    return {"clock": "CLOCK_MONOTONIC", "shared": True, "recorded": True, "why": where}
+    return {"clock": clock, "shared": True, "recorded": True, "why": where,
+            "timestamps": config.run.timestamps}
 
 
 def latency_per_receiver(outcome: Any) -> list[dict[str, Any]]:
     """Percentiles of each receiver's own histogram (the merged ones are in `latency`)."""
     end = outcome.marks.get("end")
+    one_way = outcome.histograms.get("one_way", {})
     out = []
     for w in outcome.workers:
-        if w["role"] != "receiver" or w["index"] not in outcome.histograms:
+        if w["role"] != "receiver" or w["index"] not in one_way:
             continue
-        max_ns = end.slots[w["slot"]]["lat_max_ns"] if end else None
-        out.append({"index": w["index"], "cpu": w["cpu"],
-                    "latency": latency.percentiles(outcome.histograms[w["index"]], max_ns)})
+        row = {"index": w["index"], "cpu": w["cpu"]}
+        for kind in latency.KINDS:  # stack and app only where the receiver took kernel stamps
+            hist = outcome.histograms.get(kind, {}).get(w["index"])
+            if hist is not None:
+                max_ns = end.slots[w["slot"]][latency.MAX_COUNTER[kind]] if end else None
+                name = "latency" if kind == "one_way" else f"latency_{kind}"
+                row[name] = latency.percentiles(hist, max_ns)
+        out.append(row)
     return out
 
 
@@ -155,9 +179,11 @@ def _probe(sock: socket.socket, level: int, opt: int, value: int, feature: str) 
 def probe_kernel_support(config: Config,
                          socket_factory: Callable[[], socket.socket] | None = None) -> list[str]:
     """Try every socket option the config needs on a throwaway socket, before any worker
-    starts: UDP_SEGMENT (GSO), UDP_GRO, SO_BUSY_POLL. Kernel support is kernel-wide, so
-    the root namespace answers for the lab too. Returns the options it found working."""
+    starts: UDP_SEGMENT (GSO), UDP_GRO, SO_BUSY_POLL, SO_TIMESTAMPING. Kernel support is
+    kernel-wide, so the root namespace answers for the lab too. Returns the options it
+    found working."""
     from ._native import lib
+    from .sockets import TIMESTAMPING_FEATURE, TIMESTAMPING_FLAGS
 
     s, r = config.senders, config.receivers
     wanted = []
@@ -170,6 +196,9 @@ def probe_kernel_support(config: Config,
     if r.mode == "busy-poll" and r.busy_poll_us:
         wanted.append((socket.SOL_SOCKET, lib.SO_BUSY_POLL, r.busy_poll_us,
                        "SO_BUSY_POLL (CONFIG_NET_RX_BUSY_POLL), for receivers.busy_poll_us"))
+    if config.run.timestamps == "kernel":
+        wanted.append((socket.SOL_SOCKET, lib.SO_TIMESTAMPING, TIMESTAMPING_FLAGS,
+                       f"{TIMESTAMPING_FEATURE}, for run.timestamps = kernel"))
     if not wanted:
         return []
     factory = socket_factory or (lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))

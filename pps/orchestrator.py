@@ -54,7 +54,8 @@ class TrialOutcome:
     workers: list[dict[str, Any]]
     samples: list[dict[str, Any]] = field(default_factory=list)
     marks: dict[str, Mark] = field(default_factory=dict)
-    histograms: dict[int, list[int]] = field(default_factory=dict)
+    # Latency buckets by kind (one_way; stack and app with kernel stamps) and receiver index.
+    histograms: dict[str, dict[int, list[int]]] = field(default_factory=dict)
     counter_snapshots: list[tuple[float, str, Any]] = field(default_factory=list)
     started_at: float = 0.0
     interrupted: bool = False
@@ -77,7 +78,7 @@ class Group(Protocol):
     def read(self) -> list[dict[str, int]]: ...
     def check(self) -> str | None: ...
     def finish(self, timeout_s: float) -> None: ...
-    def histograms(self) -> dict[int, list[int]]: ...
+    def histograms(self) -> dict[str, dict[int, list[int]]]: ...
     def close(self) -> None: ...
     def records(self) -> list[dict[str, Any]]: ...
 
@@ -98,6 +99,9 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
     spec: dict[str, Any] = {
         "role": w.role, "index": w.index, "cpu": w.cpu, "netns": w.netns,
         "payload": s.payload, "raw": s.raw,
+        # Kernel RX stamps are CLOCK_REALTIME: send and receive times must be on that clock
+        # too. Otherwise CLOCK_MONOTONIC, which no clock step (NTP, settimeofday) can move.
+        "clock": "realtime" if config.run.timestamps == "kernel" else "monotonic",
     }
     if w.role == "sender":
         destinations = addresses["destinations"]
@@ -115,6 +119,7 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
             busy_poll=r.mode == "busy-poll", busy_poll_us=r.busy_poll_us if r.mode == "busy-poll" else 0,
             spin_ns=r.spin_us * 1000 if r.mode == "block" else 0,
             gro=r.gro, latency=config.run.latency, max_flows=16384, steer=r.steer,
+            timestamps=config.run.timestamps == "kernel",
             # One receiver needs no group: SO_REUSEPORT costs a group lookup per packet.
             reuseport=r.count > 1)
     return spec
@@ -217,7 +222,7 @@ class Trial:
                 self._guarded(g, lambda g=g: g.finish(RESULT_TIMEOUT_S))
             self._mark("end", None)
             for g in self.groups:
-                self._guarded(g, lambda g=g: self.outcome.histograms.update(g.histograms()))
+                self._guarded(g, lambda g=g: self._take_histograms(g))
             self._snapshot_counters("end")
         finally:
             for g in self.groups:
@@ -225,6 +230,10 @@ class Trial:
                 self.outcome.workers += [{**r, "slot": slot} for slot, r in
                                          zip(self._slots_of(g), g.records())]
             signal.signal(signal.SIGINT, previous)
+
+    def _take_histograms(self, group: Group) -> None:
+        for kind, by_receiver in group.histograms().items():
+            self.outcome.histograms.setdefault(kind, {}).update(by_receiver)
 
     def _guarded(self, group: Group, call: Callable[[], Any]) -> None:
         """One host failing to answer must not cost the others' results."""

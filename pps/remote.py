@@ -240,9 +240,10 @@ class RemoteGroup:
     def finish(self, timeout_s: float) -> None:
         self.session.request("finish", timeout_s=timeout_s + 10, wait_s=timeout_s)
 
-    def histograms(self) -> dict[int, list[int]]:
+    def histograms(self) -> dict[str, dict[int, list[int]]]:
         reply = self.session.request("histograms")
-        return {int(k): v for k, v in reply["histograms"].items()}
+        return {kind: {int(k): v for k, v in by_receiver.items()}
+                for kind, by_receiver in reply["histograms"].items()}
 
     def close(self) -> None:
         if self._records is not None:

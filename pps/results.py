@@ -98,6 +98,9 @@ def read_trial(path: Path | str) -> TrialResults:
         file = path / f"{name}.parquet"
         if file.exists():
             tables[name] = pd.read_parquet(file)
+    latency = tables.get("latency")
+    if latency is not None and "kind" not in latency.columns:
+        latency.insert(0, "kind", "one_way")  # written before kernel timestamps: one-way only
     return TrialResults(path, _upgrade(run), tables)
 
 

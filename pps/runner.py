@@ -158,6 +158,7 @@ def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialO
     result = summary.summarize(outcome)
     warnings += offload.offload_warnings(config, config.lab.enabled, result)
     warnings += offload.pacing_warnings(config, result)
+    warnings += offload.timestamp_warnings(config, result)
     tables = {
         "samples": summary.samples_table(outcome),
         "workers": summary.workers_table(outcome),

@@ -11,6 +11,7 @@ import errno
 import ipaddress
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 
 from ._native import lib
@@ -26,6 +27,7 @@ class SocketReport:
     busy_poll_us: int | None = None
     prefer_busy_poll: bool | None = None
     gro: bool = False
+    timestamps: str | None = None  # "software": the kernel stamps each datagram on receive
     gso_segments: int = 0
     local_ports: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -58,6 +60,47 @@ def _setopt(sock: socket.socket, level: int, opt: int, value: int, feature: str)
         raise
 
 
+# Kernel receive timestamps: SO_TIMESTAMPING asking for software RX stamps only. Chosen over
+# SO_TIMESTAMPNS, which gives the same stamp, because SO_TIMESTAMPNS fills in the time of the
+# recvmsg call for a datagram that arrived unstamped (enabled while it was in flight), which
+# would read as a near-zero app delay; SO_TIMESTAMPING then sends no stamp, and the receiver
+# counts it (ts_missing) instead. It is also the option that later takes NIC stamps
+# (SOF_TIMESTAMPING_RAW_HARDWARE) without changing the loop. The stamp is CLOCK_REALTIME,
+# taken where the datagram enters the receive path (netif_rx / netif_receive_skb, per
+# net.core.netdev_tstamp_prequeue), not when it is queued on the socket.
+TIMESTAMPING_FLAGS = lib.SOF_TIMESTAMPING_RX_SOFTWARE | lib.SOF_TIMESTAMPING_SOFTWARE
+TIMESTAMPING_FEATURE = "SO_TIMESTAMPING (software RX stamps)"
+STAMP_WAIT_S = 1.0
+
+
+def wait_for_rx_stamps(timeout_s: float = STAMP_WAIT_S) -> bool:
+    """Wait until the kernel stamps received datagrams. It switches RX timestamping on for
+    the whole host from a work queue, a moment after the first socket asks, and a datagram
+    received before then has no stamp. A throwaway socket on this namespace's loopback
+    sends itself datagrams until one comes back stamped; False if none did in time (or
+    loopback is down here). Call it after setting SO_TIMESTAMPING on the real socket, which
+    then keeps timestamping on."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, lib.SO_TIMESTAMPING, TIMESTAMPING_FLAGS)
+            probe.bind(("127.0.0.1", 0))
+            probe.settimeout(0.05)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                probe.sendto(b"stamp?", probe.getsockname())
+                try:
+                    _, ancillary, _, _ = probe.recvmsg(16, 256)
+                except TimeoutError:
+                    continue
+                if any(level == socket.SOL_SOCKET and kind == lib.SCM_TIMESTAMPING
+                       for level, kind, _ in ancillary):
+                    return True
+                time.sleep(0.001)
+    except OSError:
+        return False
+    return False
+
+
 def ensure_port_free(address: str, port: int) -> None:
     """Fail if something already listens on the port. Receivers share it with SO_REUSEPORT,
     so a second run on the same port would silently get half of the first one's packets."""
@@ -76,8 +119,10 @@ def ensure_port_free(address: str, port: int) -> None:
 
 def open_receiver(address: str, port: int, *, reuseport: bool, rcvbuf: int = 0,
                   busy_poll_us: int = 0, gro: bool = False, timeout_s: float = 0.05,
-                  incoming_cpu: int | None = None) -> tuple[socket.socket, SocketReport]:
-    """A bound UDP socket. Blocking reads time out after timeout_s so the loop sees stop."""
+                  incoming_cpu: int | None = None, timestamps: bool = False
+                  ) -> tuple[socket.socket, SocketReport]:
+    """A bound UDP socket. Blocking reads time out after timeout_s so the loop sees stop.
+    With `timestamps`, every datagram comes with the kernel's software RX stamp."""
     report = SocketReport()
     sock = socket.socket(family_of(address), socket.SOCK_DGRAM)
     try:
@@ -87,6 +132,14 @@ def open_receiver(address: str, port: int, *, reuseport: bool, rcvbuf: int = 0,
         if gro:
             _setopt(sock, lib.SOL_UDP, lib.UDP_GRO, 1, "UDP_GRO (receive offload, Linux 5.0+)")
             report.gro = True
+        if timestamps:
+            _setopt(sock, socket.SOL_SOCKET, lib.SO_TIMESTAMPING, TIMESTAMPING_FLAGS,
+                    TIMESTAMPING_FEATURE)
+            report.timestamps = "software"
+            if not wait_for_rx_stamps():
+                report.notes.append("SO_TIMESTAMPING: a probe datagram on loopback came back "
+                                    f"unstamped for {STAMP_WAIT_S:g} s; packets without a "
+                                    "stamp are counted as ts_missing")
         if busy_poll_us:
             _setopt(sock, socket.SOL_SOCKET, lib.SO_BUSY_POLL, busy_poll_us,
                     "SO_BUSY_POLL (CONFIG_NET_RX_BUSY_POLL)")

@@ -132,9 +132,13 @@ def summarize(outcome: TrialOutcome) -> dict[str, Any]:
         recv_slots = [end.slots[w["slot"]] for w in outcome.workers if w["role"] == "receiver"]
         for key in ("lost", "reordered", "duplicate", "foreign", "short_pkts", "untracked"):
             summary[key] = sum(s[key] for s in recv_slots)
-        max_ns = max((s["lat_max_ns"] for s in recv_slots), default=0)
-        merged = latency.merge(outcome.histograms.values())
-        summary["latency"] = latency.percentiles(merged, max_ns) if outcome.config.run.latency else None
+        run = outcome.config.run
+        h = outcome.histograms
+        summary["latency"] = latency.merged_percentiles(h, "one_way", recv_slots) if run.latency else None
+        if run.latency and run.timestamps == "kernel":  # one-way split at the kernel's RX stamp
+            for kind in latency.SPLIT:
+                summary[f"latency_{kind}"] = latency.merged_percentiles(h, kind, recv_slots)
+            summary["ts_missing"] = sum(s["ts_missing"] for s in recv_slots)
     from . import offload  # datagrams, latency per receiver and its clock, CPU per worker
 
     summary.update(offload.summary_extras(outcome.config, outcome, summary))

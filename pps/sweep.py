@@ -123,6 +123,10 @@ def trial_row(run: dict[str, Any], workers: pd.DataFrame | None) -> dict[str, An
     row["unaccounted"] = ledger.get("unaccounted")
     row["latency_p50_ns"] = lat.get("p50_ns")
     row["latency_p99_ns"] = lat.get("p99_ns")
+    for kind in ("stack", "app"):  # only runs with kernel RX timestamps have these
+        part = s.get(f"latency_{kind}")
+        if part:
+            row[f"{kind}_p50_ns"], row[f"{kind}_p99_ns"] = part.get("p50_ns"), part.get("p99_ns")
     row["receiver_cpu_s"] = None
     if workers is not None and {"role", "user_s", "sys_s"} <= set(workers.columns):
         recv = workers[workers["role"] == "receiver"]

@@ -23,6 +23,7 @@ from .errors import EnvironmentNotAble, PpsError
 from .sockets import open_receiver, open_senders
 
 GO_POLL_S = 0.0005
+CLOCKS = {"monotonic": native.CLOCK_MONOTONIC, "realtime": native.CLOCK_REALTIME}
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -74,7 +75,8 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
     params = native.SendParams(
         fds=[s.fileno() for s in socks], flow_base=spec["flow_base"], batch=spec["batch"],
         payload=spec["payload"], gso_segments=spec["gso_segments"], raw=spec["raw"],
-        rate_pps=spec["rate_pps"], burst=spec["burst"], deadline_ns=spec["deadline_ns"])
+        rate_pps=spec["rate_pps"], burst=spec["burst"], deadline_ns=spec["deadline_ns"],
+        clock=CLOCKS[spec["clock"]])
     seqs = native.send_loop(params, stats, spec["slot"], [0] * len(socks))
     for sock in socks:
         sock.close()
@@ -87,11 +89,13 @@ def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, A
     sock, report = open_receiver(
         spec["address"], spec["port"], reuseport=spec["reuseport"], rcvbuf=spec["rcvbuf"],
         busy_poll_us=spec["busy_poll_us"], gro=spec["gro"],
-        incoming_cpu=spec["cpu"] if spec.get("steer") == "incoming-cpu" else None)
+        incoming_cpu=spec["cpu"] if spec.get("steer") == "incoming-cpu" else None,
+        timestamps=spec["timestamps"])
     bufsize = 65536 if spec["gro"] else max(2048, spec["payload"] + 64)
     params = native.RecvParams(
         fd=sock.fileno(), batch=spec["batch"], bufsize=bufsize, busy_poll=spec["busy_poll"],
         gro=spec["gro"], track=not spec["raw"], latency=spec["latency"],
+        timestamps=spec["timestamps"], clock=CLOCKS[spec["clock"]],
         max_flows=spec["max_flows"], deadline_ns=spec["deadline_ns"],
         spin_ns=spec["spin_ns"])  # block mode: poll this long before sleeping again
     with native.Receiver(params) as receiver:

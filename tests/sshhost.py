@@ -1,6 +1,9 @@
 """A second "host" for tests: a network namespace joined to this one by a veth pair, with
 its own sshd on a throw-away host key, reached at a 198.19.0.0/16 address (inside the
 benchmarking range 198.18.0.0/15). Everything is made with unique names and removed after.
+
+The agent over there runs this checkout's pps, whatever is installed: its python is a small
+script that puts the checkout first on PYTHONPATH (ssh carries no environment).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -24,13 +29,12 @@ class SshHost:
     remote_addr: str  # the namespace's end, where sshd listens
     ssh_config: Path
     sshd_pid: int
+    python: Path      # runs sys.executable with this checkout first on PYTHONPATH
 
     def sets(self, name: str = "b", python: str | None = None) -> list[str]:
         """`--set` items declaring this host as [hosts.NAME]."""
-        import sys
-
         return [f"hosts.{name}.ssh=root@{self.remote_addr}",
-                f"hosts.{name}.python={python or sys.executable}",
+                f"hosts.{name}.python={python or self.python}",
                 f'hosts.{name}.ssh_options=["-F", "{self.ssh_config}"]']
 
     def processes(self, needle: str = "pps") -> list[int]:
@@ -91,6 +95,10 @@ def start(tmp: Path) -> SshHost:
             f"Host *\n  IdentityFile {tmp / 'id'}\n  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {tmp / 'known_hosts'}\n  StrictHostKeyChecking no\n"
             "  LogLevel ERROR\n  ConnectTimeout 5\n")
+        python = tmp / "python"
+        python.write_text(f'#!/bin/sh\nPYTHONPATH="{CHECKOUT}${{PYTHONPATH:+:$PYTHONPATH}}" '
+                          f'exec "{sys.executable}" "$@"\n')
+        python.chmod(0o755)
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
         with open(tmp / "sshd.log", "wb") as log:  # the child keeps its own descriptor
             sshd = subprocess.Popen(["ip", "netns", "exec", netns, SSHD, "-D", "-e", "-f",
@@ -100,7 +108,7 @@ def start(tmp: Path) -> SshHost:
         subprocess.run(["ip", "netns", "del", netns], check=False)
         subprocess.run(["ip", "link", "del", here], check=False, capture_output=True)
         raise
-    return SshHost(netns, local_addr, remote_addr, tmp / "ssh_config", sshd.pid)
+    return SshHost(netns, local_addr, remote_addr, tmp / "ssh_config", sshd.pid, python)
 
 
 def stop(host: SshHost) -> None:

@@ -43,6 +43,11 @@ CASES = {
     "sweep bad value": ('[sweep]\n"senders.batch" = [8, 0]\n', ["[sweep]", "senders.batch", "out of range"]),
     "sweep point contradicts": ('[sweep]\n"senders.payload" = [64, 8]\n', ["senders.payload", "24"]),
     "not TOML": ('[senders\nbatch = 1\n', ["not valid TOML"]),
+    "bad timestamps": ('[run]\ntimestamps = "kernal"\n', ["run.timestamps", "did you mean 'kernel'"]),
+    "kernel stamps without latency": ('[run]\nlatency = false\ntimestamps = "kernel"\n',
+                                      ["run.timestamps", "run.latency = false"]),
+    "kernel stamps of raw packets": ('[senders]\nraw = true\npayload = 8\n[run]\ntimestamps = "kernel"\n',
+                                     ["run.timestamps", "senders.raw"]),
 }
 
 
@@ -90,7 +95,8 @@ def test_good_sweep_expands():
     assert len(config.sweep) == 2
 
 
-@pytest.mark.parametrize("name", ["unknown key", "sweep bad value", "not TOML", "cpus with remote placement"])
+@pytest.mark.parametrize("name", ["unknown key", "sweep bad value", "not TOML", "cpus with remote placement",
+                                  "bad timestamps"])
 def test_cli_exit_2_one_line(name, tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text(CASES[name][0])

@@ -94,8 +94,9 @@ def test_the_shipped_two_host_config_runs(host, tmp_path):
 
 
 def test_remote_sender_local_receiver(host, tmp_path):
+    # Kernel stamps split one-way latency, which two hosts cannot measure: turned off, said.
     proc = pps(*run_args(host, tmp_path, f"target.address={host.local_addr}", "senders.host=b",
-                         "senders.rate=50000"))
+                         "senders.rate=50000", "run.timestamps=kernel"))
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout)
     led = s["ledger"]
@@ -104,6 +105,22 @@ def test_remote_sender_local_receiver(host, tmp_path):
     # This host's root namespace is shared with other traffic, so allow a hair of noise.
     assert abs(led["unaccounted"]) <= 0.001 * led["sent"]
     assert "do not share a clock" in " ".join(s["warnings"])
+    assert "run.timestamps = kernel is ignored" in " ".join(s["warnings"])
+    assert "latency_stack" not in s and "latency_app" not in s
+    assert not host.processes()
+
+
+def test_kernel_stamps_of_a_remote_receiver_come_back_through_the_agent(host, tmp_path):
+    # Both roles on b share b's clock: stack and app are measured there and travel back.
+    proc = pps(*run_args(host, tmp_path, "target.address=127.0.0.1", "senders.host=b",
+                         "receivers.host=b", "senders.rate=50000", "run.timestamps=kernel"))
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["latency_stack"]["p50_ns"] > 0 and s["latency_app"]["p50_ns"] > 0
+    assert s["latency_per_receiver"][0]["latency_app"]["max_ns"] == s["latency_app"]["max_ns"]
+    table = pd.read_parquet(Path(s["results_dir"]) / "latency.parquet")
+    counts = table[table["receiver"] == -1].groupby("kind")["count"].sum()
+    assert counts["stack"] == counts["app"] == counts["one_way"] > 0
     assert not host.processes()
 
 

@@ -155,6 +155,7 @@ class RefusingSocket:
     (("senders.gso_segments=8",), "UDP_SEGMENT"),
     (("receivers.gro=true",), "UDP_GRO"),
     (("receivers.mode=busy-poll",), "SO_BUSY_POLL"),
+    (("run.timestamps=kernel",), "SO_TIMESTAMPING"),
 ])
 def test_missing_kernel_support_is_environment_not_able(sets, name):
     for err in (errno.ENOPROTOOPT, errno.EINVAL, errno.EPERM):

@@ -127,6 +127,7 @@ def test_sigint_saves_results_and_exits_130(tmp_path):
     (["run", "--set", "senders.bach=3"], "did you mean 'senders.batch'"),
     (["run", "--set", "senders.batch=0"], "out of range 1..1024"),
     (["run", "--set", "receivers.mode=spin"], "not one of block, busy-poll"),
+    (["run", "--set", "run.timestamps=nic"], "not one of user, kernel"),
     (["run", "--set", "target.address=not-an-ip"], "not an IPv4 or IPv6 address"),
     (["run", "--duration", "-1"], "must be greater than 0"),
     (["run", "--bogus"], "unrecognized arguments"),

@@ -1,0 +1,63 @@
+"""Helpers for tests that drive the C loops directly: a receiver loop on a thread, on an
+ephemeral loopback port, and hand-made packets."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+from pps import native
+from pps.sockets import open_receiver
+
+WIRE = struct.Struct("<IIQQ")
+
+
+class RunningReceiver:
+    """A receiver loop on a thread (the C call releases the GIL), on an ephemeral port."""
+
+    def __init__(self, stats: native.SharedStats, slot: int = 1, sock_opts: dict | None = None,
+                 **params) -> None:
+        self.sock, self.report = open_receiver("127.0.0.1", 0, reuseport=False, rcvbuf=1 << 22,
+                                               **(sock_opts or {}))
+        self.port = self.sock.getsockname()[1]
+        self.stats, self.slot = stats, slot
+        self.receiver = native.Receiver(native.RecvParams(fd=self.sock.fileno(), batch=32, **params))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.receiver.run(self.stats, self.slot)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def wait_for(self, packets: int, timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        while self.stats.read(self.slot)["packets"] < packets and time.monotonic() < end:
+            time.sleep(0.01)
+
+    def stop(self) -> dict[str, int]:
+        self.stats.stop(native.RECEIVER)
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        if self.error:
+            raise self.error
+        counters = self.stats.read(self.slot)
+        self.flows = self.receiver.flows()
+        self.receiver.close()
+        self.sock.close()
+        return counters
+
+
+def send_raw(port: int, payloads: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in payloads:
+            s.sendto(p, ("127.0.0.1", port))
+            time.sleep(0.0002)  # gentle: never overflow the receive buffer
+
+
+def wire(flow: int, seq: int, tx_ns: int = 0, pad: int = 8) -> bytes:
+    return WIRE.pack(native.MAGIC, flow, seq, tx_ns or native.now_ns()) + b"\0" * pad

@@ -19,9 +19,10 @@ import pandas as pd
 from . import native
 
 PERCENTILES = (("p50_ns", 50.0), ("p90_ns", 90.0), ("p99_ns", 99.0), ("p999_ns", 99.9))
-KINDS = ("one_way", "stack", "app")
-SPLIT = ("stack", "app")           # recorded only with kernel RX timestamps
-MAX_COUNTER = {"one_way": "lat_max_ns", "stack": "stack_max_ns", "app": "app_max_ns"}
+KINDS = tuple(native.HIST_KINDS)   # one_way, stack, app: the slot's histograms, in order
+SPLIT = KINDS[1:]                  # stack and app: recorded only with kernel RX timestamps
+# Each kind's largest value, a slot counter named after the kind's prefix (lat_max_ns, ...).
+MAX_COUNTER = {kind: f"{prefix}_max_ns" for kind, (_, prefix) in native.HIST_KINDS.items()}
 
 
 def merge(histograms: Iterable[Sequence[int]]) -> list[int]:

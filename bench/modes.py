@@ -6,7 +6,10 @@ pps senders.gso_segments = 64), where the kernel splits the segments at the sock
 Each round runs every mode with the reference and with pps (who goes first alternates),
 same pinning (sender CPU 0, receiver CPU 1), batch 64, 32-byte payload, so drift on a
 shared host hits both alike. It prints each one's median receive rate, the ratio of the
-medians, and the median of each round's own ratio.
+medians, the median of each round's own ratio with a bootstrap 95% interval, and the
+share of each receiver's CPU time spent in user space: the reference only counts
+datagrams, pps also checks every sequence number and records every latency, and on a
+receiver-bound mode (gso64-plain) that share is what separates the two.
 
 Run from the repository:  python3 bench/modes.py [--seconds 5] [--rounds 3] [--json]
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import re
 import statistics
 import subprocess
@@ -50,7 +55,9 @@ def parse_result(text: str) -> dict[str, str]:
 
 
 def run_reference(binary: Path, port: int, seconds: float, batch: int, payload: int,
-                  send_flags: tuple[str, ...], recv_flags: tuple[str, ...]) -> float:
+                  send_flags: tuple[str, ...], recv_flags: tuple[str, ...]) -> dict:
+    """The reference pair; its receive rate and its receiver's CPU time (taskset execs the
+    binary, so the receiver's own rusage comes back from wait4)."""
     receiver = subprocess.Popen(
         ["taskset", "-c", str(RECEIVER_CPU), str(binary), "recv", "-l", f"127.0.0.1:{port}",
          "-b", str(batch), "-t", str(seconds + 5), "-i", "1", *recv_flags],
@@ -61,12 +68,15 @@ def run_reference(binary: Path, port: int, seconds: float, batch: int, payload: 
                         f"127.0.0.1:{port}", "-b", str(batch), "-s", str(payload),
                         "-t", str(seconds), *send_flags],
                        check=True, capture_output=True, timeout=seconds + 15)
-        out, _ = receiver.communicate(timeout=seconds + 15)
+        out = receiver.stdout.read()  # EOF: the receiver has exited (it stops itself)
+        _, status, usage = os.wait4(receiver.pid, 0)
+        receiver.returncode = os.waitstatus_to_exitcode(status)
     finally:
         if receiver.poll() is None:
             receiver.kill()
             receiver.wait()
-    return float(parse_result(out)["pps"])
+    return {"pps": float(parse_result(out)["pps"]),
+            "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
 
 
 def run_pps(port: int, seconds: float, batch: int, payload: int, sets: tuple[str, ...]) -> dict:
@@ -81,6 +91,22 @@ def run_pps(port: int, seconds: float, batch: int, payload: int, sets: tuple[str
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"pps run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
     return json.loads(proc.stdout)
+
+
+def user_share(runs: list[tuple[float, float]]) -> float | None:
+    """Percent of a receiver's CPU time spent in user space, over all its runs."""
+    user = sum(u for u, _ in runs)
+    total = sum(u + k for u, k in runs)
+    return 100.0 * user / total if total else None
+
+
+def bootstrap_interval(values: list[float], draws: int = 4000) -> tuple[float, float]:
+    """95% interval of the median by resampling rounds (fixed seed: the same runs print
+    the same interval)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values)))
+                     for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
 def main() -> int:
@@ -105,6 +131,9 @@ def main() -> int:
     port = args.port
     rates: dict[str, dict[str, list[float]]] = {m: {"reference": [], "pps": []} for m in modes}
     cpu: dict[str, list[float]] = {m: [] for m in modes}
+    # (user_s, sys_s) of each run's receiver
+    recv_cpu: dict[str, dict[str, list[tuple[float, float]]]] = {
+        m: {"reference": [], "pps": []} for m in modes}
     with tempfile.TemporaryDirectory(prefix="pps-ref-") as work:
         binary = build_reference(args.reference, Path(work))
         for rnd in range(args.rounds):
@@ -122,12 +151,16 @@ def main() -> int:
                 for who in order:
                     got[who] = runs[who](port)
                     port += 1
-                ref, result = got["reference"], got["pps"]
+                ref_run, result = got["reference"], got["pps"]
+                ref = ref_run["pps"]
                 rates[mode]["reference"].append(ref)
                 rates[mode]["pps"].append(result["rx_pps"])
+                recv_cpu[mode]["reference"].append((ref_run["user_s"], ref_run["sys_s"]))
                 recv = [w for w in result["workers"] if w["role"] == "receiver"]
                 if recv and recv[0].get("cpu_percent") is not None:
                     cpu[mode].append(recv[0]["cpu_percent"])
+                if recv and recv[0].get("user_s") is not None:
+                    recv_cpu[mode]["pps"].append((recv[0]["user_s"], recv[0]["sys_s"]))
                 print(f"round {rnd + 1} {mode:<12} reference {ref:>12,.0f}  "
                       f"pps {result['rx_pps']:>12,.0f}"
                       f"  ({result['rx_pps'] / ref:.2f}x)", file=sys.stderr, flush=True)
@@ -141,6 +174,9 @@ def main() -> int:
                          "ratio": ours / ref if ref else None,
                          # Each round's own ratio: drift between rounds cancels out.
                          "paired_ratio": statistics.median(paired) if paired else None,
+                         "paired_ratio_95": bootstrap_interval(paired) if paired else None,
+                         "receiver_user_percent": {
+                             who: user_share(recv_cpu[mode][who]) for who in ("reference", "pps")},
                          "runs": rates[mode],
                          "pps_receiver_cpu_percent":
                              statistics.median(cpu[mode]) if cpu[mode] else None}
@@ -150,11 +186,17 @@ def main() -> int:
         return 0
     print(f"loopback, sender CPU {SENDER_CPU}, receiver CPU {RECEIVER_CPU}, batch {args.batch}, "
           f"{args.payload} B payload, {args.rounds} rounds x {args.seconds:g} s; medians of rx pps")
-    print(f"{'mode':<13} {'reference':>12} {'pps':>12} {'pps/ref':>8} {'paired':>8}")
+    print(f"{'mode':<13} {'reference':>12} {'pps':>12} {'pps/ref':>8} {'paired':>8} "
+          f"{'95% interval':>15}  {'user% ref':>9} {'pps':>5}")
     for mode, s in summary.items():
+        low, high = s["paired_ratio_95"]
+        user = s["receiver_user_percent"]
+        shares = " ".join(f"{user[who]:>{w}.1f}" if user[who] is not None else f"{'-':>{w}}"
+                          for who, w in (("reference", 9), ("pps", 5)))
         print(f"{mode:<13} {s['reference_pps']:>12,.0f} {s['pps_pps']:>12,.0f} "
-              f"{s['ratio']:>7.3f}x {s['paired_ratio']:>7.3f}x")
-    print("pps/ref: ratio of the medians; paired: median of each round's ratio")
+              f"{s['ratio']:>7.3f}x {s['paired_ratio']:>7.3f}x  [{low:.3f}, {high:.3f}]  {shares}")
+    print("pps/ref: ratio of the medians; paired: median of each round's ratio, with a "
+          "bootstrap 95% interval;\nuser%: share of the receiver's CPU time in user space")
     return 0
 
 

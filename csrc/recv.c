@@ -40,14 +40,24 @@ struct pps_receiver {
     struct pps_recv_params p;
     struct mmsghdr *msgs;
     struct iovec *iov;
-    char *bufs;
+    char *bufs;            /* batch buffers, `stride` bytes apart (see buffer_stride) */
     char *ctrl;
     struct flow *table;    /* open addressing, capacity a power of two, never grows */
     uint32_t mask;
     uint32_t used;
-    struct flow *last;     /* most flows arrive in runs: skip the hash on repeats */
+    struct flow *last;     /* the flow of the previous packet (find_flow) */
     uint64_t last_key;
 };
+
+/* Distance between receive buffers: bufsize rounded up to whole cache lines, made an
+ * odd number of lines. With a power-of-two stride (2048, 65536) every buffer's first
+ * line maps to the same one or two L1 sets, so in a batch of 64 the lines the kernel just
+ * wrote evict each other before the loop reads their headers. An odd number of lines
+ * steps through all 64 sets, so a whole batch of headers stays in L1. */
+static size_t buffer_stride(uint32_t bufsize)
+{
+    return (((size_t)bufsize + 63) & ~(size_t)63) | 64;
+}
 
 struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
 {
@@ -66,7 +76,9 @@ struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
     r->mask = cap - 1;
     r->msgs = calloc(p->batch, sizeof(*r->msgs));
     r->iov = calloc(p->batch, sizeof(*r->iov));
-    r->bufs = malloc((size_t)p->batch * p->bufsize);
+    const size_t stride = buffer_stride(p->bufsize);
+    if (posix_memalign((void **)&r->bufs, 64, (size_t)p->batch * stride) != 0)
+        r->bufs = NULL;
     r->ctrl = calloc(p->batch, CTRL_BYTES);
     r->table = p->track ? calloc(cap, sizeof(struct flow)) : NULL;
     if (!r->msgs || !r->iov || !r->bufs || !r->ctrl || (p->track && !r->table)) {
@@ -75,7 +87,7 @@ struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
         return NULL;
     }
     for (uint32_t i = 0; i < p->batch; i++) {
-        r->iov[i].iov_base = r->bufs + (size_t)i * p->bufsize;
+        r->iov[i].iov_base = r->bufs + (size_t)i * stride;
         r->iov[i].iov_len = p->bufsize;
         r->msgs[i].msg_hdr.msg_iov = &r->iov[i];
         r->msgs[i].msg_hdr.msg_iovlen = 1;
@@ -99,10 +111,9 @@ void pps_recv_free(struct pps_receiver *r)
     free(r);
 }
 
-static struct flow *find_flow(struct pps_receiver *r, uint64_t key, struct pps_stats *st)
+static __attribute__((noinline)) struct flow *lookup_flow(struct pps_receiver *r,
+                                                          uint64_t key, struct pps_stats *st)
 {
-    if (key == r->last_key)
-        return r->last;
     uint32_t i = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32) & r->mask;
     for (;;) {
         struct flow *f = &r->table[i];
@@ -123,6 +134,12 @@ static struct flow *find_flow(struct pps_receiver *r, uint64_t key, struct pps_s
     return r->last;
 }
 
+/* Most flows arrive in runs (a batch from one sender socket): skip the hash on repeats. */
+static inline struct flow *find_flow(struct pps_receiver *r, uint64_t key, struct pps_stats *st)
+{
+    return key == r->last_key ? r->last : lookup_flow(r, key, st);
+}
+
 static inline int window_test_set(struct flow *f, uint64_t seq)
 {
     uint64_t bit = 1ull << (seq % 64);
@@ -132,9 +149,19 @@ static inline int window_test_set(struct flow *f, uint64_t seq)
     return was;
 }
 
-static inline void window_clear(struct flow *f, uint64_t seq)
+/* Clear the slots of [from, to), fewer than WINDOW numbers, a word at a time: a burst of
+ * drops skips hundreds of numbers, and a bit at a time cost more than the packet did. */
+static inline void window_clear_range(struct flow *f, uint64_t from, uint64_t to)
 {
-    f->window[(seq % WINDOW) / 64] &= ~(1ull << (seq % 64));
+    while (from < to) {
+        uint32_t bit = from % 64;
+        uint64_t n = 64 - bit;
+        if (n > to - from)
+            n = to - from;
+        uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << bit;
+        f->window[(from % WINDOW) / 64] &= ~mask;
+        from += n;
+    }
 }
 
 /* One latency figure's scalars; its buckets live in the shared slot. */
@@ -149,22 +176,19 @@ struct tally {
     struct lat one_way, stack, app;
 };
 
-static void track(struct flow *f, uint64_t seq, struct tally *t)
+/* Everything but the next number in order: a gap, a straggler, a repeat. */
+static __attribute__((noinline)) void track_out_of_order(struct flow *f, uint64_t seq,
+                                                         struct tally *t)
 {
-    f->received++;
-    if (seq >= f->next) {
+    if (seq > f->next) {
         uint64_t gap = seq - f->next;
-        if (gap) {
-            /* Slots of the skipped sequence numbers now belong to them, not to
-             * numbers WINDOW older: clear them (all of them when the gap is wide). */
-            if (gap >= WINDOW)
-                memset(f->window, 0, sizeof(f->window));
-            else
-                for (uint64_t s = f->next; s < seq; s++)
-                    window_clear(f, s);
-            t->lost += gap;
-        }
-        window_clear(f, seq);
+        /* Slots of the skipped sequence numbers now belong to them, not to numbers
+         * WINDOW older: clear them (all of them when the gap is wide). */
+        if (gap >= WINDOW)
+            memset(f->window, 0, sizeof(f->window));
+        else
+            window_clear_range(f, f->next, seq);
+        t->lost += gap;
         window_test_set(f, seq);
         f->next = seq + 1;
         f->unique++;
@@ -188,6 +212,20 @@ static void track(struct flow *f, uint64_t seq, struct tally *t)
     }
 }
 
+static inline void track(struct flow *f, uint64_t seq, struct tally *t)
+{
+    f->received++;
+    if (__builtin_expect(seq != f->next, 0)) {
+        track_out_of_order(f, seq, t);
+        return;
+    }
+    /* In order: the slot held seq - WINDOW, long settled, so setting its bit is the
+     * whole window update. */
+    f->window[(seq % WINDOW) / 64] |= 1ull << (seq % 64);
+    f->next = seq + 1;
+    f->unique++;
+}
+
 /* One interval from `from` to `to` into a histogram; a negative one is a clock skew. */
 static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t to)
 {
@@ -206,7 +244,7 @@ static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t
 }
 
 /* kernel_ns: the message's kernel RX stamp (0: none, or timestamps off). */
-static void segment(struct pps_receiver *r, struct pps_stats *st, const char *data,
+static inline __attribute__((always_inline)) void segment(struct pps_receiver *r, struct pps_stats *st, const char *data,
                     uint32_t len, uint64_t rx_ns, uint64_t kernel_ns, struct tally *t)
 {
     t->packets++;
@@ -323,6 +361,17 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
             spin_until = now + p->spin_ns;
         if (n > 0) {
             datagrams += (uint64_t)n;
+            /* By the time recvmmsg returns, the kernel's own work for the later messages
+             * has pushed the first ones' headers and message lengths out of L1 (and our
+             * flow entry with them): ask for all at once, so the misses overlap. */
+            for (int i = 0; i < n; i++) {
+                __builtin_prefetch(&r->msgs[i].msg_len);
+                __builtin_prefetch(r->iov[i].iov_base);
+            }
+            if (r->last) { /* the flow most likely next, and its next window word */
+                __builtin_prefetch(r->last, 1);
+                __builtin_prefetch(&r->last->window[(r->last->next % WINDOW) / 64], 1);
+            }
             for (int i = 0; i < n; i++) {
                 const char *data = r->iov[i].iov_base;
                 uint32_t len = r->msgs[i].msg_len;

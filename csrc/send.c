@@ -171,7 +171,7 @@ int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t
     uint64_t eagain = 0, enobufs = 0, refused = 0, errors = 0, sleeps = 0;
 
     const int paced = p->rate_pps > 0;
-    struct pacer pc;
+    struct pacer pc = {0};
     if (paced)
         pacer_init(&pc, p, s.segs, pps_now_ns(CLOCK_MONOTONIC));
 

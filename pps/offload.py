@@ -127,10 +127,10 @@ def latency_per_receiver(outcome: Any) -> list[dict[str, Any]]:
 
 
 def cpu_percent(worker: dict[str, Any], wall_s: float) -> float | None:
-    """CPU time over wall time, in percent of one CPU. The CPU time is the worker process's
-    whole life (getrusage), start-up included, and the wall time runs from go to when the
-    loop stopped, so a short run overstates it slightly: by the start-up's ~0.1 s of CPU
-    over its length (a busy-polling receiver can show a little over 100%)."""
+    """CPU time over wall time, in percent of one CPU. The CPU time is the worker's loop
+    (getrusage around it, start-up left out); the wall time runs from go to when the loop
+    stopped. A receiver's loop starts when it is ready, a moment before go, so a
+    busy-polling one can show a little over 100%."""
     t = worker.get("cpu_time") or {}
     if wall_s <= 0 or t.get("user_s") is None or t.get("sys_s") is None:
         return None

@@ -4,6 +4,7 @@ crafted sequence numbers, hostile packets, live counters, errno -> OSError."""
 from __future__ import annotations
 
 import errno
+import random
 import threading
 import time
 
@@ -58,6 +59,51 @@ def test_skips_repeats_and_reorders_are_counted_exactly(stats):
     assert flow["unique"] == 12
     # Missing: 7, 8 and 11..2999 except 1500 and 2500.
     assert c["lost"] == 2 + 2989 - 2 == flow["next_seq"] - flow["unique"]
+
+
+def _arrivals_with_gaps(rng: random.Random) -> list[int]:
+    """In-order runs broken by gaps of every awkward size (inside a 64-bit word, across
+    one, up to the 1024-wide window and past it), each followed by stragglers from what
+    is still missing and repeats of what came, all within 1000 of the newest number."""
+    order: list[int] = []
+    seq = 0
+    for gap in [1, 5, 63, 64, 65, 127, 200, 700, 1000, 1023, 1024, 1500, 3]:
+        order += range(seq, seq + rng.randint(1, 90))
+        newest = order[-1] + 1 + gap
+        order.append(newest)
+        came = set(order)
+        recent = range(max(0, newest - 1000), newest)
+        stragglers = [s for s in recent if s not in came]
+        repeats = [s for s in recent if s in came]
+        order += rng.sample(stragglers, min(4, len(stragglers)))
+        order += rng.sample(repeats, min(3, len(repeats)))
+        seq = newest + 1
+    return order
+
+
+def test_gaps_of_every_size_keep_duplicates_apart_from_stragglers(stats):
+    """Gap slots are cleared a word at a time; the counts must still mean what they say,
+    checked against the plain definition: a duplicate is a number already received."""
+    order = _arrivals_with_gaps(random.Random(7))
+    seen: set[int] = set()
+    duplicate = reordered = 0
+    newest = -1
+    for seq in order:
+        if seq in seen:
+            duplicate += 1
+        elif seq < newest:
+            reordered += 1
+        seen.add(seq)
+        newest = max(newest, seq)
+    rx = RunningReceiver(stats)
+    send_raw(rx.port, [wire(1, seq) for seq in order])
+    rx.wait_for(len(order))
+    c = rx.stop()
+    flow = rx.flows[0]
+    assert c["packets"] == len(order)
+    assert (c["duplicate"], c["reordered"], c["late"]) == (duplicate, reordered, 0)
+    assert flow["unique"] == len(seen)
+    assert c["lost"] == newest + 1 - len(seen)
 
 
 def test_foreign_short_and_garbage_are_counted_not_trusted(stats):

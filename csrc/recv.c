@@ -51,9 +51,9 @@ struct pps_receiver {
 
 /* Distance between receive buffers: bufsize rounded up to whole cache lines, made an
  * odd number of lines. With a power-of-two stride (2048, 65536) every buffer's first
- * line maps to the same one or two L1 sets, so in a batch of 64 the lines the kernel just
- * wrote evict each other before the loop reads their headers. An odd number of lines
- * steps through all 64 sets, so a whole batch of headers stays in L1. */
+ * line maps to the same one or two L1 sets, so in a batch of 64 the header lines the
+ * kernel just wrote evict each other. An odd number of lines steps through all 64 sets,
+ * so they no longer do (the kernel's own work still can: see the prefetch in the loop). */
 static size_t buffer_stride(uint32_t bufsize)
 {
     return (((size_t)bufsize + 63) & ~(size_t)63) | 64;
@@ -244,8 +244,9 @@ static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t
 }
 
 /* kernel_ns: the message's kernel RX stamp (0: none, or timestamps off). */
-static inline __attribute__((always_inline)) void segment(struct pps_receiver *r, struct pps_stats *st, const char *data,
-                    uint32_t len, uint64_t rx_ns, uint64_t kernel_ns, struct tally *t)
+static inline __attribute__((always_inline)) void
+segment(struct pps_receiver *r, struct pps_stats *st, const char *data, uint32_t len,
+        uint64_t rx_ns, uint64_t kernel_ns, struct tally *t)
 {
     t->packets++;
     if (!r->p.track)

@@ -69,12 +69,14 @@ def test_small_backlog_with_rps_to_another_cpu_lands_on_softnet_dropped():
 
 def test_qdisc_drops_land_on_the_send_side():
     # A veth never pushes back on its qdisc, so a FIFO never fills; a token bucket at
-    # 2 MB/s with a 5 KB queue drops much of an unpaced 32-byte flood. How much depends on
-    # how fast the sender runs on a loaded host (17-75% of it here), so the test asks only
-    # for a share well under the least seen, not for a majority.
-    summary = lab("lab.queues=1", "lab.qdisc=tbf rate 2000000 burst 5000 limit 5000")
+    # 2 MB/s with a 5 KB queue drops most of an unpaced 32-byte flood. The packets it holds
+    # still count against the sender's default send buffer, and at times that buffer
+    # filled and paced the sender to the bucket's rate (2% dropped instead of ~70%): a
+    # large one keeps the flood a flood (57-79% dropped in 11 runs here).
+    summary = lab("lab.queues=1", "lab.qdisc=tbf rate 2000000 burst 5000 limit 5000",
+                  "senders.sndbuf=4194304")
     ledger = summary["ledger"]
-    assert ledger["drops"]["snmp.UdpSndbufErrors"] > 0.05 * ledger["sent"], ledger
+    assert ledger["drops"]["snmp.UdpSndbufErrors"] > 0.25 * ledger["sent"], ledger
     assert ledger["layers"]["send"] == ledger["drops"]["snmp.UdpSndbufErrors"]
     closes(ledger)
 

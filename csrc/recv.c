@@ -149,17 +149,23 @@ static inline int window_test_set(struct flow *f, uint64_t seq)
     return was;
 }
 
-/* Clear the slots of [from, to), fewer than WINDOW numbers, a word at a time: a burst of
- * drops skips hundreds of numbers, and a bit at a time cost more than the packet did. */
-static inline void window_clear_range(struct flow *f, uint64_t from, uint64_t to)
+/* Set (or clear) the slots of [from, to) a word at a time: a burst of drops skips
+ * hundreds of numbers and a run in order covers thousands, and a bit at a time cost more
+ * than the packet did. A range of WINDOW or more covers every slot. */
+static inline void window_fill(struct flow *f, uint64_t from, uint64_t to, int set)
 {
+    if (to - from >= WINDOW) {
+        memset(f->window, set ? 0xff : 0, sizeof(f->window));
+        return;
+    }
     while (from < to) {
         uint32_t bit = from % 64;
         uint64_t n = 64 - bit;
         if (n > to - from)
             n = to - from;
         uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << bit;
-        f->window[(from % WINDOW) / 64] &= ~mask;
+        uint64_t *word = &f->window[(from % WINDOW) / 64];
+        *word = set ? *word | mask : *word & ~mask;
         from += n;
     }
 }
@@ -174,6 +180,15 @@ struct tally {
     uint64_t packets, foreign, short_pkts, untracked, lost, reordered, duplicate, late;
     uint64_t ts_missing;
     struct lat one_way, stack, app;
+    /* One-way latencies not yet in the histogram: run_n packets sent at run_tx. A sender
+     * stamps a whole sendmmsg batch (and every GSO segment of it) with one send time, and
+     * a receive batch has one receive time, so they are one figure, recorded once. */
+    uint64_t run_tx, run_n;
+    /* Sequence numbers [seq_from, seq_to) of seq_flow, next in order, not yet in its
+     * entry: a packet that continues the run costs one compare. Flushed before any other
+     * use of a flow entry and at the end of every batch. */
+    struct flow *seq_flow;
+    uint64_t seq_from, seq_to;
 };
 
 /* Everything but the next number in order: a gap, a straggler, a repeat. */
@@ -183,11 +198,8 @@ static __attribute__((noinline)) void track_out_of_order(struct flow *f, uint64_
     if (seq > f->next) {
         uint64_t gap = seq - f->next;
         /* Slots of the skipped sequence numbers now belong to them, not to numbers
-         * WINDOW older: clear them (all of them when the gap is wide). */
-        if (gap >= WINDOW)
-            memset(f->window, 0, sizeof(f->window));
-        else
-            window_clear_range(f, f->next, seq);
+         * WINDOW older: clear them. */
+        window_fill(f, f->next, seq, 0);
         t->lost += gap;
         window_test_set(f, seq);
         f->next = seq + 1;
@@ -212,35 +224,69 @@ static __attribute__((noinline)) void track_out_of_order(struct flow *f, uint64_
     }
 }
 
-static inline void track(struct flow *f, uint64_t seq, struct tally *t)
+/* The pending run in order into its flow's entry. Setting the run's slots is the whole
+ * window update: each held a number WINDOW older, long settled. */
+static void flush_run(struct tally *t)
 {
-    f->received++;
-    if (__builtin_expect(seq != f->next, 0)) {
-        track_out_of_order(f, seq, t);
+    struct flow *f = t->seq_flow;
+    if (!f)
         return;
-    }
-    /* In order: the slot held seq - WINDOW, long settled, so setting its bit is the
-     * whole window update. */
-    f->window[(seq % WINDOW) / 64] |= 1ull << (seq % 64);
-    f->next = seq + 1;
-    f->unique++;
+    uint64_t n = t->seq_to - t->seq_from;
+    window_fill(f, t->seq_from, t->seq_to, 1);
+    f->next = t->seq_to;
+    f->received += n;
+    f->unique += n;
+    t->seq_flow = NULL;
 }
 
-/* One interval from `from` to `to` into a histogram; a negative one is a clock skew. */
-static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t to)
+static inline void track(struct flow *f, uint64_t seq, struct tally *t)
+{
+    if (__builtin_expect(f == t->seq_flow && seq == t->seq_to, 1)) {
+        t->seq_to++;
+        return;
+    }
+    flush_run(t);
+    if (seq == f->next) {
+        t->seq_flow = f;
+        t->seq_from = seq;
+        t->seq_to = seq + 1;
+        return;
+    }
+    f->received++;
+    track_out_of_order(f, seq, t);
+}
+
+/* n packets' interval from `from` to `to` into a histogram; a negative one is a clock
+ * skew. */
+static inline void record_n(uint64_t *hist, struct lat *l, uint64_t from, uint64_t to,
+                            uint64_t n)
 {
     if (from > to) {
-        l->skew++;
+        l->skew += n;
         return;
     }
     uint64_t v = to - from;
     int idx = hist_index(v);
     /* One writer: a plain read-modify-write published with a relaxed store. */
-    PUBLISH(hist[idx], hist[idx] + 1);
-    l->count++;
-    l->sum += v;
+    PUBLISH(hist[idx], hist[idx] + n);
+    l->count += n;
+    l->sum += v * n;
     if (v > l->max)
         l->max = v;
+}
+
+static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t to)
+{
+    record_n(hist, l, from, to, 1);
+}
+
+/* The pending run of one-way latencies, received at rx_ns, into the histogram. */
+static void flush_one_way(struct pps_stats *st, struct tally *t, uint64_t rx_ns)
+{
+    if (t->run_n) {
+        record_n(st->hist, &t->one_way, t->run_tx, rx_ns, t->run_n);
+        t->run_n = 0;
+    }
 }
 
 /* kernel_ns: the message's kernel RX stamp (0: none, or timestamps off). */
@@ -268,7 +314,11 @@ segment(struct pps_receiver *r, struct pps_stats *st, const char *data, uint32_t
         track(f, le64toh(w.seq), t);
     if (r->p.latency) {
         uint64_t tx = le64toh(w.tx_ns);
-        record(st->hist, &t->one_way, tx, rx_ns);
+        if (tx != t->run_tx || !t->run_n) {
+            flush_one_way(st, t, rx_ns);
+            t->run_tx = tx;
+        }
+        t->run_n++;
         if (r->p.timestamps) {
             if (!kernel_ns) {
                 t->ts_missing++;
@@ -336,6 +386,15 @@ static void publish(struct pps_stats *st, const struct tally *t, uint64_t datagr
     PUBLISH(st->heartbeat_ns, now);
 }
 
+/* How many messages ahead of the one in hand the loop asks for their lines. */
+#define PREFETCH_AHEAD 8
+
+static inline void prefetch_message(const struct pps_receiver *r, int i)
+{
+    __builtin_prefetch(&r->msgs[i].msg_len);
+    __builtin_prefetch(r->iov[i].iov_base);
+}
+
 int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
 {
     if (!r || !valid_slot(shm, slot)) {
@@ -364,16 +423,16 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
             datagrams += (uint64_t)n;
             /* By the time recvmmsg returns, the kernel's own work for the later messages
              * has pushed the first ones' headers and message lengths out of L1 (and our
-             * flow entry with them): ask for all at once, so the misses overlap. */
-            for (int i = 0; i < n; i++) {
-                __builtin_prefetch(&r->msgs[i].msg_len);
-                __builtin_prefetch(r->iov[i].iov_base);
-            }
-            if (r->last) { /* the flow most likely next, and its next window word */
+             * flow entry with them). Ask for them PREFETCH_AHEAD messages ahead of use:
+             * the misses overlap the work, and a few in flight do not fill the CPU's
+             * miss buffers the way a whole batch asked for at once did. */
+            for (int i = 0; i < n && i < PREFETCH_AHEAD; i++)
+                prefetch_message(r, i);
+            if (r->last) /* the flow most likely next */
                 __builtin_prefetch(r->last, 1);
-                __builtin_prefetch(&r->last->window[(r->last->next % WINDOW) / 64], 1);
-            }
             for (int i = 0; i < n; i++) {
+                if (i + PREFETCH_AHEAD < n)
+                    prefetch_message(r, i + PREFETCH_AHEAD);
                 const char *data = r->iov[i].iov_base;
                 uint32_t len = r->msgs[i].msg_len;
                 uint32_t seg = 0;
@@ -403,6 +462,8 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
             if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT)
                 fatal = errno;
         }
+        flush_run(&t);
+        flush_one_way(st, &t, now); /* the run's receive time is this batch's */
         publish(st, &t, datagrams, bytes, syscalls, idle, errors, now, (int)p->timestamps);
         if (fatal)
             break;

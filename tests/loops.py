@@ -52,11 +52,15 @@ class RunningReceiver:
         return counters
 
 
-def send_raw(port: int, payloads: list[bytes]) -> None:
+def send_raw(port: int, payloads: list[bytes], pause_s: float = 0.0002) -> None:
+    """One datagram at a time, with a pause after each so the receiver reads each one on
+    its own and never overflows; pause_s=0 sends back to back, so batches fill (the
+    receiver's 4 MB buffer holds a few thousand)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for p in payloads:
             s.sendto(p, ("127.0.0.1", port))
-            time.sleep(0.0002)  # gentle: never overflow the receive buffer
+            if pause_s:
+                time.sleep(pause_s)
 
 
 def wire(flow: int, seq: int, tx_ns: int = 0, pad: int = 8) -> bytes:

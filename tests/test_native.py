@@ -81,29 +81,53 @@ def _arrivals_with_gaps(rng: random.Random) -> list[int]:
     return order
 
 
-def test_gaps_of_every_size_keep_duplicates_apart_from_stragglers(stats):
-    """Gap slots are cleared a word at a time; the counts must still mean what they say,
-    checked against the plain definition: a duplicate is a number already received."""
-    order = _arrivals_with_gaps(random.Random(7))
-    seen: set[int] = set()
+def _interleave(rng: random.Random, flows: dict[int, list[int]]) -> list[tuple[int, int]]:
+    """The flows' arrivals merged in chunks of 1 to 40, each flow keeping its own order."""
+    queues = {flow: list(order) for flow, order in flows.items()}
+    out: list[tuple[int, int]] = []
+    while any(queues.values()):
+        flow = rng.choice([f for f, q in queues.items() if q])
+        take = rng.randint(1, 40)
+        out += [(flow, seq) for seq in queues[flow][:take]]
+        del queues[flow][:take]
+    return out
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["one-per-batch", "bursts"])
+def test_gaps_of_every_size_keep_duplicates_apart_from_stragglers(stats, burst):
+    """Window slots are set and cleared a word at a time, and runs in order are applied
+    in one go; the counts must still mean what they say, checked against the plain
+    definition: a duplicate is a number its flow already received. Sent one at a time
+    each packet is a batch of its own; sent in bursts, batches hold runs of two flows
+    broken by gaps, stragglers and repeats."""
+    rng = random.Random(7)
+    arrivals = _interleave(rng, {1: _arrivals_with_gaps(rng), 2: _arrivals_with_gaps(rng)})
+    seen: dict[int, set[int]] = {1: set(), 2: set()}
+    newest = {1: -1, 2: -1}
     duplicate = reordered = 0
-    newest = -1
-    for seq in order:
-        if seq in seen:
+    for flow, seq in arrivals:
+        if seq in seen[flow]:
             duplicate += 1
-        elif seq < newest:
+        elif seq < newest[flow]:
             reordered += 1
-        seen.add(seq)
-        newest = max(newest, seq)
+        seen[flow].add(seq)
+        newest[flow] = max(newest[flow], seq)
     rx = RunningReceiver(stats)
-    send_raw(rx.port, [wire(1, seq) for seq in order])
-    rx.wait_for(len(order))
+    payloads = [wire(flow, seq) for flow, seq in arrivals]
+    if burst:
+        send_raw(rx.port, payloads, pause_s=0)
+    else:
+        send_raw(rx.port, payloads)
+    rx.wait_for(len(arrivals))
     c = rx.stop()
-    flow = rx.flows[0]
-    assert c["packets"] == len(order)
+    assert c["packets"] == len(arrivals)
     assert (c["duplicate"], c["reordered"], c["late"]) == (duplicate, reordered, 0)
-    assert flow["unique"] == len(seen)
-    assert c["lost"] == newest + 1 - len(seen)
+    by_flow = {f["flow"]: f for f in rx.flows}
+    for flow in (1, 2):
+        assert by_flow[flow]["unique"] == len(seen[flow])
+        assert by_flow[flow]["next_seq"] == newest[flow] + 1
+    assert c["lost"] == sum(newest[f] + 1 - len(seen[f]) for f in (1, 2))
+    assert c["lat_count"] == len(arrivals) == sum(stats.histogram(1))
 
 
 def test_foreign_short_and_garbage_are_counted_not_trusted(stats):

@@ -6,10 +6,13 @@ pps senders.gso_segments = 64), where the kernel splits the segments at the sock
 Each round runs every mode with the reference and with pps (who goes first alternates),
 same pinning (sender CPU 0, receiver CPU 1), batch 64, 32-byte payload, so drift on a
 shared host hits both alike. It prints each one's median receive rate, the ratio of the
-medians, the median of each round's own ratio with a bootstrap 95% interval, and the
-share of each receiver's CPU time spent in user space: the reference only counts
-datagrams, pps also checks every sequence number and records every latency, and on a
-receiver-bound mode (gso64-plain) that share is what separates the two.
+medians, the median of each round's own ratio with a bootstrap 95% interval, and for
+each receiver its CPU time per packet received and the share of it spent in user space.
+The reference only counts datagrams; pps also checks every sequence number and records
+every latency. On a receiver-bound mode (gso64-plain) CPU time per packet is the figure
+that decides the rate, and unlike the rate it leaves out time a hypervisor steals (a guest
+counts that as steal, not as the process's). A busy-polling receiver burns its CPU
+whether packets come or not: there it says nothing.
 
 Run from the repository:  python3 bench/modes.py [--seconds 5] [--rounds 3] [--json]
 """
@@ -75,7 +78,8 @@ def run_reference(binary: Path, port: int, seconds: float, batch: int, payload: 
         if receiver.poll() is None:
             receiver.kill()
             receiver.wait()
-    return {"pps": float(parse_result(out)["pps"]),
+    result = parse_result(out)
+    return {"pps": float(result["pps"]), "packets": int(result["pkts"]),
             "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
 
 
@@ -93,11 +97,17 @@ def run_pps(port: int, seconds: float, batch: int, payload: int, sets: tuple[str
     return json.loads(proc.stdout)
 
 
-def user_share(runs: list[tuple[float, float]]) -> float | None:
+def user_share(runs: list[tuple[float, float, int]]) -> float | None:
     """Percent of a receiver's CPU time spent in user space, over all its runs."""
-    user = sum(u for u, _ in runs)
-    total = sum(u + k for u, k in runs)
+    user = sum(u for u, _, _ in runs)
+    total = sum(u + k for u, k, _ in runs)
     return 100.0 * user / total if total else None
+
+
+def cpu_per_packet(runs: list[tuple[float, float, int]]) -> float | None:
+    """A receiver's CPU nanoseconds per packet it received, over all its runs."""
+    packets = sum(n for _, _, n in runs)
+    return 1e9 * sum(u + k for u, k, _ in runs) / packets if packets else None
 
 
 def bootstrap_interval(values: list[float], draws: int = 4000) -> tuple[float, float]:
@@ -107,6 +117,10 @@ def bootstrap_interval(values: list[float], draws: int = 4000) -> tuple[float, f
     medians = sorted(statistics.median(rng.choices(values, k=len(values)))
                      for _ in range(draws))
     return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    return f"{value:>{width},.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
 def main() -> int:
@@ -131,8 +145,8 @@ def main() -> int:
     port = args.port
     rates: dict[str, dict[str, list[float]]] = {m: {"reference": [], "pps": []} for m in modes}
     cpu: dict[str, list[float]] = {m: [] for m in modes}
-    # (user_s, sys_s) of each run's receiver
-    recv_cpu: dict[str, dict[str, list[tuple[float, float]]]] = {
+    # (user_s, sys_s, packets) of each run's receiver
+    recv_cpu: dict[str, dict[str, list[tuple[float, float, int]]]] = {
         m: {"reference": [], "pps": []} for m in modes}
     with tempfile.TemporaryDirectory(prefix="pps-ref-") as work:
         binary = build_reference(args.reference, Path(work))
@@ -155,12 +169,14 @@ def main() -> int:
                 ref = ref_run["pps"]
                 rates[mode]["reference"].append(ref)
                 rates[mode]["pps"].append(result["rx_pps"])
-                recv_cpu[mode]["reference"].append((ref_run["user_s"], ref_run["sys_s"]))
+                recv_cpu[mode]["reference"].append(
+                    (ref_run["user_s"], ref_run["sys_s"], ref_run["packets"]))
                 recv = [w for w in result["workers"] if w["role"] == "receiver"]
                 if recv and recv[0].get("cpu_percent") is not None:
                     cpu[mode].append(recv[0]["cpu_percent"])
                 if recv and recv[0].get("user_s") is not None:
-                    recv_cpu[mode]["pps"].append((recv[0]["user_s"], recv[0]["sys_s"]))
+                    recv_cpu[mode]["pps"].append(
+                        (recv[0]["user_s"], recv[0]["sys_s"], recv[0]["packets"]))
                 print(f"round {rnd + 1} {mode:<12} reference {ref:>12,.0f}  "
                       f"pps {result['rx_pps']:>12,.0f}"
                       f"  ({result['rx_pps'] / ref:.2f}x)", file=sys.stderr, flush=True)
@@ -177,6 +193,9 @@ def main() -> int:
                          "paired_ratio_95": bootstrap_interval(paired) if paired else None,
                          "receiver_user_percent": {
                              who: user_share(recv_cpu[mode][who]) for who in ("reference", "pps")},
+                         "receiver_cpu_ns_per_packet": {
+                             who: cpu_per_packet(recv_cpu[mode][who])
+                             for who in ("reference", "pps")},
                          "runs": rates[mode],
                          "pps_receiver_cpu_percent":
                              statistics.median(cpu[mode]) if cpu[mode] else None}
@@ -187,16 +206,20 @@ def main() -> int:
     print(f"loopback, sender CPU {SENDER_CPU}, receiver CPU {RECEIVER_CPU}, batch {args.batch}, "
           f"{args.payload} B payload, {args.rounds} rounds x {args.seconds:g} s; medians of rx pps")
     print(f"{'mode':<13} {'reference':>12} {'pps':>12} {'pps/ref':>8} {'paired':>8} "
-          f"{'95% interval':>15}  {'user% ref':>9} {'pps':>5}")
+          f"{'95% interval':>15}  {'ns/pkt ref':>10} {'pps':>5} {'pps/ref':>7}  "
+          f"{'user% ref':>9} {'pps':>4}")
     for mode, s in summary.items():
         low, high = s["paired_ratio_95"]
-        user = s["receiver_user_percent"]
-        shares = " ".join(f"{user[who]:>{w}.1f}" if user[who] is not None else f"{'-':>{w}}"
-                          for who, w in (("reference", 9), ("pps", 5)))
+        cost, user = s["receiver_cpu_ns_per_packet"], s["receiver_user_percent"]
+        cost_ratio = (f"{cost['pps'] / cost['reference']:>6.3f}x"
+                      if cost["pps"] and cost["reference"] else f"{'-':>7}")
         print(f"{mode:<13} {s['reference_pps']:>12,.0f} {s['pps_pps']:>12,.0f} "
-              f"{s['ratio']:>7.3f}x {s['paired_ratio']:>7.3f}x  [{low:.3f}, {high:.3f}]  {shares}")
+              f"{s['ratio']:>7.3f}x {s['paired_ratio']:>7.3f}x  [{low:.3f}, {high:.3f}]  "
+              f"{_fmt(cost['reference'], 10, 0)} {_fmt(cost['pps'], 5, 0)} {cost_ratio}  "
+              f"{_fmt(user['reference'], 9, 1)} {_fmt(user['pps'], 4, 1)}")
     print("pps/ref: ratio of the medians; paired: median of each round's ratio, with a "
-          "bootstrap 95% interval;\nuser%: share of the receiver's CPU time in user space")
+          "bootstrap 95% interval;\nns/pkt: receiver CPU time per packet received (not "
+          "meaningful for busy-poll, which spins); user%: its share in user space")
     return 0
 
 

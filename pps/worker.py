@@ -74,7 +74,7 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
     _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=vars(report))
     stats.set_state(spec["slot"], native.STATE_READY)
     if not _wait_for_go(stats, spec["deadline_ns"]):
-        return {"flows": [], "cpu": _cpu_times(_cpu_times())}
+        return {"flows": [], "cpu": {"user_s": 0.0, "sys_s": 0.0}}  # its loop never ran
     before = _cpu_times()
     params = native.SendParams(
         fds=[s.fileno() for s in socks], flow_base=spec["flow_base"], batch=spec["batch"],

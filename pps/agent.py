@@ -28,8 +28,8 @@ from typing import Any
 from . import __version__
 
 # 2: histograms come by kind ({"one_way": {...}, "stack": ..., "app": ...}); slots hold the
-# stack/app counters.
-PROTOCOL = 2
+# stack/app counters. 3: prepare's drivers are [netns, device, driver] rows.
+PROTOCOL = 3
 IDLE_CHECK_S = 0.1
 
 
@@ -87,8 +87,9 @@ class Agent:
         ports = (config.target.port,) if "receiver" in share.roles else ()
         scopes = [collectors.Scope(share.netns, (share.device,), ports)]
         self.capturer = Capturer(scopes)  # readers opened once, as in a local run
-        drivers = {f"{ns}|{dev}": d for (ns, dev), d in collectors.device_drivers(scopes).items()}
-        return {"share": {**share.to_dict(), "agent": pinned}, "meta": metadata.host("/"), "drivers": drivers}
+        drivers = [[ns, dev, d] for (ns, dev), d in collectors.device_drivers(scopes).items()]
+        return {"share": {**share.to_dict(), "agent": pinned}, "meta": metadata.host("/"),
+                "drivers": drivers}
 
     def op_start(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"problems": self.group.start(r["deadline_s"], r["ready_timeout_s"])}

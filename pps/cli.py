@@ -152,13 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _local_roles(config) -> tuple[tuple[str, ...], str]:
     """The roles this host runs, and a phrase naming those planned elsewhere."""
-    from .hosts_config import LOCAL
+    from .hosts_config import LOCAL, roles_by_host
 
-    roles = tuple(r for r, host in (("sender", config.senders.host),
-                                    ("receiver", config.receivers.host)) if host == LOCAL)
-    remote = [f"{r}s on host {h}" for r, h in (("sender", config.senders.host),
-                                                ("receiver", config.receivers.host)) if h != LOCAL]
-    return roles, " and ".join(remote)
+    hosts = roles_by_host(config)
+    remote = [f"{r}s on host {h}" for h, roles in hosts.items() if h != LOCAL for r in roles]
+    return hosts.get(LOCAL, ()), " and ".join(remote)
 
 
 def outcome_code(summary: dict[str, Any], max_loss: float | None) -> int:

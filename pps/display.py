@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .balance import describe as describe_balance
+from .hosts_config import LOCAL, worker_label
+from .latency import SPLIT
 
 
 def rate(pps: float) -> str:
@@ -47,14 +49,15 @@ def run_summary(summary: dict[str, Any]) -> str:
     if lat:
         lines.append("latency:  " + _percentiles(lat))
         # With kernel RX stamps: the one-way figure's two parts, each on its own line.
-        for kind, label in (("stack", "  stack:"), ("app", "  app:")):
+        for kind in SPLIT:
             part = summary.get(f"latency_{kind}")
             if part:
-                lines.append(f"{label:<10}" + _percentiles(part))
+                lines.append(f"{'  ' + kind + ':':<10}" + _percentiles(part))
     workers = summary.get("workers", [])
     if workers:
         lines.append("workers:  " + "  ".join(
-            f"{_host_prefix(w)}{w['role']}-{w['index']}@cpu{w['cpu']} {w['packets']:,}"
+            f"{worker_label(w.get('host', LOCAL), w['role'], w['index'])}@cpu{w['cpu']} "
+            f"{w['packets']:,}"
             for w in workers))
     lines += describe_balance(summary.get("balance") or {})
     ledger_text = (summary.get("ledger") or {}).get("text")
@@ -84,9 +87,3 @@ def plan_text(plan: dict[str, Any]) -> str:
 
 def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-def _host_prefix(worker: dict) -> str:
-    """"b/" for a worker on host b; nothing on this host."""
-    host = worker.get("host", "local")
-    return "" if host == "local" else f"{host}/"

@@ -14,15 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import native
+from .hosts_config import LOCAL
 from .procs import WorkerHandle, spawn_worker, wait_for
 
 
 class LocalGroup:
     """Spec dicts (orchestrator._worker_spec) in slot order -> running workers."""
 
-    host = "local"
+    host = LOCAL
 
-    def __init__(self, specs: list[dict[str, Any]], host: str = "local") -> None:
+    def __init__(self, specs: list[dict[str, Any]], host: str = LOCAL) -> None:
         self.specs = specs
         self.host = host
         self.handles: list[WorkerHandle] = []
@@ -63,7 +64,7 @@ class LocalGroup:
             h.read_events()
             if h.exited() and not h.event("result"):
                 reason = h.failure() or "exited early"
-                where = f" on host {self.host}" if self.host != "local" else ""
+                where = f" on host {self.host}" if self.host != LOCAL else ""
                 return f"{h.name} (pid {h.pid}) on CPU {h.cpu}{where}: {reason}"
         return None
 
@@ -85,7 +86,7 @@ class LocalGroup:
         for slot, s in enumerate(self.specs):
             if s["role"] != "receiver":
                 continue
-            for kind in ("one_way", "stack", "app") if s.get("timestamps") else ("one_way",):
+            for kind in native.HIST_KINDS if s.get("timestamps") else ("one_way",):
                 out.setdefault(kind, {})[s["index"]] = self.shm.histogram(slot, kind)
         return out
 

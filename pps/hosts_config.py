@@ -30,6 +30,20 @@ HOST_KEYS = {
 }
 
 
+def worker_label(host: str, role: str, index: int) -> str:
+    """How a worker is named in tables and text: receiver-0 here, b/receiver-0 on host b."""
+    name = f"{role}-{index}"
+    return name if host == LOCAL else f"{host}/{name}"
+
+
+def roles_by_host(config: Any) -> dict[str, tuple[str, ...]]:
+    """Host name -> the roles (receiver, sender) a config runs there."""
+    out: dict[str, tuple[str, ...]] = {}
+    for role, host in (("receiver", config.receivers.host), ("sender", config.senders.host)):
+        out[host] = out.get(host, ()) + (role,)
+    return out
+
+
 @dataclass(frozen=True)
 class HostSpec:
     name: str

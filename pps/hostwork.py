@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +47,9 @@ def owning_device(address: str) -> str | None:
     """The device that holds `address` in the calling thread's namespace."""
     from pyroute2 import IPRoute
 
-    family = 6 if ipaddress.ip_address(address).version == 6 else 4
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     with IPRoute() as ipr:
-        for msg in ipr.get_addr(family=2 if family == 4 else 10):
+        for msg in ipr.get_addr(family=family):
             if msg.get_attr("IFA_ADDRESS") == address or msg.get_attr("IFA_LOCAL") == address:
                 return ipr.get_links(msg["index"])[0].get_attr("IFLA_IFNAME")
     return None

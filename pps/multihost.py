@@ -15,7 +15,7 @@ from . import collectors, metadata, selfpin
 from .collectors.capture import Capturer
 from .config import Config
 from .group import LocalGroup
-from .hosts_config import LOCAL, HostSpec
+from .hosts_config import LOCAL, HostSpec, roles_by_host
 from .hostsampling import HostCounters, HostsSampler, local_snapshot, remote_snapshot
 from .hostwork import prepare_share
 from .orchestrator import Trial
@@ -31,13 +31,6 @@ class _AsDict:
 
     def to_dict(self) -> dict[str, Any]:
         return self.data
-
-
-def roles_by_host(config: Config) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for role, host in (("receiver", config.receivers.host), ("sender", config.senders.host)):
-        out[host] = out.get(host, ()) + (role,)
-    return out
 
 
 def needed_capabilities(config: Config, host: HostSpec) -> dict[str, str]:
@@ -107,8 +100,7 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
                                     n_senders=config.senders.count)
             shares[name] = reply["share"]
             groups.append(RemoteGroup(session, reply["share"]["specs"]))
-            drivers = {tuple(None if p == "None" else p for p in k.split("|", 1)): d
-                       for k, d in reply["drivers"].items()}
+            drivers = {(ns, dev): d for ns, dev, d in reply["drivers"]}
             parts.append(HostCounters(name, remote_snapshot(session), drivers))
             info[name] = {"ssh": spec.to_dict(), "hello": hello, "before": reply["meta"]}
         for share in shares.values():

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from . import native
 from .config import Config
 from .group import LocalGroup
+from .hosts_config import LOCAL, worker_label
 from .procs import WorkerHandle
 
 LIVENESS_S = 0.1
@@ -34,7 +35,7 @@ class WorkerSpec:
     index: int
     cpu: int | None
     netns: str | None = None
-    host: str = "local"
+    host: str = LOCAL
 
 
 @dataclass
@@ -289,7 +290,7 @@ class Trial:
         totals = {"sender": 0, "receiver": 0}
         for slot, (g, w) in enumerate(self.slots):
             row = {"t": round(t, 6), "phase": phase, "host": g.host,
-                   "worker": _worker_name(g.host, w), "role": w["role"], "index": w["index"],
+                   "worker": worker_label(g.host, w["role"], w["index"]), "role": w["role"], "index": w["index"],
                    "cpu": w.get("cpu")}
             row.update({k: current[slot][k] for k in native.COUNTERS if k not in ("last_errno",)})
             self.outcome.samples.append(row)
@@ -307,6 +308,3 @@ def _has_role(group: Group, role: str) -> bool:
     return any(s["role"] == role for s in group.specs)
 
 
-def _worker_name(host: str, spec: dict[str, Any]) -> str:
-    name = f"{spec['role']}-{spec['index']}"
-    return name if host == "local" else f"{host}/{name}"

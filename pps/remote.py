@@ -160,16 +160,12 @@ class HostSession:
     def _next_message(self, timeout_s: float, wanted) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
+            exited = self.proc.poll() is not None  # before reading: its last words count
             self._read_available()
             for i, message in enumerate(self.events):
                 if wanted(message):
                     return self.events.pop(i)
-            if self.proc.poll() is not None:
-                self._read_available()
-                found = [m for m in self.events if wanted(m)]
-                if found:
-                    self.events.remove(found[0])
-                    return found[0]
+            if exited:
                 raise self.lost()
             left = deadline - time.monotonic()
             if left <= 0:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from . import latency
+from .hosts_config import LOCAL
 from .orchestrator import Mark, TrialOutcome
 
 SAMPLE_RATE_COLUMNS = ("packets", "bytes", "syscalls", "errors", "enobufs", "eagain")
@@ -60,7 +61,7 @@ def workers_table(outcome: TrialOutcome) -> pd.DataFrame:
         slot = end.slots[w["slot"]] if end else {}
         sock = w.get("socket") or {}
         row = {
-            "host": w.get("host", "local"), "role": w["role"], "index": w["index"],
+            "host": w.get("host", LOCAL), "role": w["role"], "index": w["index"],
             "pid": w["pid"], "cpu": w["cpu"],
             "cpus_allowed": w["cpus_allowed"], "rcvbuf": sock.get("rcvbuf"),
             "sndbuf": sock.get("sndbuf"), "user_s": w["cpu_time"].get("user_s"),
@@ -116,7 +117,7 @@ def summarize(outcome: TrialOutcome) -> dict[str, Any]:
     workers = []
     for w in outcome.workers:
         slot = end.slots[w["slot"]] if end else {}
-        workers.append({"host": w.get("host", "local"), "role": w["role"], "index": w["index"],
+        workers.append({"host": w.get("host", LOCAL), "role": w["role"], "index": w["index"],
                         "cpu": w["cpu"],
                         "cpus_allowed": w["cpus_allowed"], "packets": slot.get("packets", 0)})
     summary: dict[str, Any] = {

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .config import Config, expand_sweep
 from .errors import ConfigError, EnvironmentNotAble, RunFailed
+from .latency import SPLIT
 from .results import SCHEMA_VERSION, dumps
 
 SWEEP_FILE = "sweep.json"
@@ -123,7 +124,7 @@ def trial_row(run: dict[str, Any], workers: pd.DataFrame | None) -> dict[str, An
     row["unaccounted"] = ledger.get("unaccounted")
     row["latency_p50_ns"] = lat.get("p50_ns")
     row["latency_p99_ns"] = lat.get("p99_ns")
-    for kind in ("stack", "app"):  # only runs with kernel RX timestamps have these
+    for kind in SPLIT:  # only runs with kernel RX timestamps have these
         part = s.get(f"latency_{kind}")
         if part:
             row[f"{kind}_p50_ns"], row[f"{kind}_p99_ns"] = part.get("p50_ns"), part.get("p99_ns")

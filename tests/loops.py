@@ -1,5 +1,5 @@
 """Helpers for tests that drive the C loops directly: a receiver loop on a thread, on an
-ephemeral loopback port, and hand-made packets."""
+ephemeral loopback port, and hand-made packets; and one whole trial on loopback."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import struct
 import threading
 import time
 
-from pps import native
+from pps import native, offload
+from pps.orchestrator import Trial, WorkerSpec
 from pps.sockets import open_receiver
+from pps.summary import summarize
 
 WIRE = struct.Struct("<IIQQ")
 
@@ -65,3 +67,15 @@ def send_raw(port: int, payloads: list[bytes], pause_s: float = 0.0002) -> None:
 
 def wire(flow: int, seq: int, tx_ns: int = 0, pad: int = 8) -> bytes:
     return WIRE.pack(native.MAGIC, flow, seq, tx_ns or native.now_ns()) + b"\0" * pad
+
+
+def run_trial(config) -> tuple:
+    """One trial of `config` on loopback (sender on CPU 0, receivers on CPU 1) with no
+    results directory: the config, the outcome, and the summary a run prints."""
+    workers = [WorkerSpec("sender", 0, 0)] + [WorkerSpec("receiver", i, 1)
+                                              for i in range(config.receivers.count)]
+    outcome = Trial(config, workers, {"destinations": ["127.0.0.1"], "bind": "127.0.0.1"}).run()
+    assert outcome.failure is None
+    summary = summarize(outcome)
+    summary.update(offload.summary_extras(config, outcome, summary))
+    return config, outcome, summary

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from loops import run_trial
 from pps import offload
 from pps.config import load_config
 from pps.errors import EnvironmentNotAble
-from pps.orchestrator import Mark, Trial, WorkerSpec
-from pps.summary import summarize
+from pps.orchestrator import Mark
 
 PORTS = iter(range(47600, 47700))
 
@@ -24,14 +24,7 @@ def config(*sets: str):
 
 
 def run(*sets: str):
-    c = config(*sets)
-    workers = [WorkerSpec("sender", 0, 0)] + [WorkerSpec("receiver", i, 1)
-                                              for i in range(c.receivers.count)]
-    outcome = Trial(c, workers, {"destinations": ["127.0.0.1"], "bind": "127.0.0.1"}).run()
-    assert outcome.failure is None
-    summary = summarize(outcome)
-    summary.update(offload.summary_extras(c, outcome, summary))
-    return c, outcome, summary
+    return run_trial(config(*sets))
 
 
 # ------------------------------------------------------------------ the warning, pure

@@ -13,12 +13,10 @@ import sys
 import pandas as pd
 import pytest
 
-from loops import WIRE, RunningReceiver, send_raw
+from loops import WIRE, RunningReceiver, run_trial, send_raw
 from pps import display, latency, native, offload
 from pps.config import load_config
-from pps.orchestrator import Trial, WorkerSpec
 from pps.sockets import open_senders
-from pps.summary import summarize
 
 PORTS = iter(range(48300, 48400))
 REALTIME = native.CLOCK_REALTIME
@@ -125,14 +123,9 @@ def test_the_loop_refuses_stamps_on_a_clock_they_are_not_on():
 # ------------------------------------------------------------------ whole runs
 
 def run(*sets: str):
-    c = load_config(None, ["run.duration=0.5", "run.warmup=0.2", "run.drain=0.2",
-                           "run.interval=0.25", "senders.rate=50000",
-                           f"target.port={next(PORTS)}", *sets])
-    workers = [WorkerSpec("sender", 0, 0), WorkerSpec("receiver", 0, 1)]
-    outcome = Trial(c, workers, {"destinations": ["127.0.0.1"], "bind": "127.0.0.1"}).run()
-    assert outcome.failure is None
-    summary = summarize(outcome)
-    return c, outcome, summary
+    return run_trial(load_config(None, ["run.duration=0.5", "run.warmup=0.2", "run.drain=0.2",
+                                        "run.interval=0.25", "senders.rate=50000",
+                                        f"target.port={next(PORTS)}", *sets]))
 
 
 def upper_edge(value: int) -> int:

@@ -5,7 +5,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["common.c", "send.c", "recv.c"]
+SOURCES = ["common.c", "send.c", "recv.c", "flows.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "pps.cdef").read_text())

@@ -14,7 +14,47 @@
 #define PPS_MAGIC 0x31535050u           /* "PPS1" little-endian */
 #define PPS_WIRE_BYTES 24
 #define PPS_SHM_MAGIC 0x314d485353505050ull /* "PPPSSHM1" */
-#define PPS_SHM_VERSION 2             /* 2: stack and app histograms (kernel RX stamps) */
+#define PPS_SHM_VERSION 3 /* 2: stack and app histograms; 3: counters of untrusted packets */
+
+/* The wire contract (docs/wire.md says the same at more length).
+ *
+ * Header at payload offset 0, 24 bytes, little-endian: struct pps_wire below.
+ *   magic  0x31535050 ("PPS1").
+ *   flow   the run's flow id under the run key: pps_wire_flow(run_key, id), where
+ *          id = (sender index << 16) | flow index. The key is a random 32-bit number drawn
+ *          once per run and given to every sender and receiver of it. pps_wire_flow(k, .)
+ *          is a bijection of the 32-bit ids and its own inverse (so one function encodes
+ *          and decodes), and the identity for k = 0 (tools and tests that craft packets).
+ *   seq    per flow, from 0, +1 per wire packet the kernel took.
+ *   tx_ns  the sender's clock when it handed the batch to the kernel.
+ *
+ * What the receiver does not trust, in the order it checks; each such packet is counted
+ * in `foreign` (and the finer counter named), never as received, and never changes a flow:
+ *   - shorter than the header: short_pkts (not foreign: it may be anyone's runt);
+ *   - another magic: foreign only;
+ *   - a decoded id this run cannot have (sender index >= n_senders or flow index >=
+ *     flows_per_sender): foreign_flow. Another run's packets (another key) and forgers who
+ *     do not know the key land here, bar a chance of n_senders * flows_per_sender / 2^32;
+ *   - a seq more than PPS_SEQ_JUMP_MAX ahead of its flow's next, or at or above
+ *     PPS_SEQ_LIMIT: seq_jump. No sender gets there honestly (2^32 packets of one flow
+ *     lost in a row is 7 minutes of 10 Mpps dropped).
+ * A tracked packet's stamp is then checked against the receiver's clock at receive time
+ * rx: later than rx + PPS_STAMP_SLACK_NS is stamp_future, earlier than the run's start
+ * (pps_recv_params.run_start_ns) - PPS_STAMP_SLACK_NS is stamp_stale. Such a packet counts
+ * as received but stays out of every latency figure that uses tx_ns (histogram, count,
+ * sum, max); a stamp later than rx by less than the slack is lat_skew, as before.
+ *
+ * Loss is kept per flow, so nothing one flow receives (a straggler, a replay) can change
+ * another flow's numbers; the totals saturate at 2^64 - 1 and then stay there. */
+#define PPS_SEQ_JUMP_MAX (1ull << 32)
+#define PPS_SEQ_LIMIT (1ull << 63)
+#define PPS_STAMP_SLACK_NS 1000000000ull
+/* Bounds of the receiver's parameters (pps_recv_new refuses more with EINVAL). The flow
+ * table is 2 * max_flows entries of 192 bytes, mapped lazily; PPS_MAX_FLOWS is what the
+ * largest config can have (256 senders x 4096 flows). */
+#define PPS_MAX_FLOWS (1u << 20)
+#define PPS_MAX_SENDERS (1u << 16)
+#define PPS_MAX_FLOWS_PER_SENDER (1u << 16)
 
 /* Latency histogram: HDR-style log-linear buckets, 16 per power of two (~6% wide),
  * covering 0 ns .. 2^63 ns. Index of v: v itself below 32, else
@@ -35,7 +75,7 @@
 /* Wire header at payload offset 0, little-endian on the wire. */
 struct pps_wire {
     uint32_t magic;
-    uint32_t flow;   /* (sender index << 16) | flow index: unique in a run */
+    uint32_t flow;   /* pps_wire_flow(run_key, (sender index << 16) | flow index) */
     uint64_t seq;    /* per-flow, from 0 */
     uint64_t tx_ns;  /* sender's clock when the batch was handed to the kernel */
 };
@@ -55,7 +95,7 @@ struct pps_stats {
     uint64_t refused;      /* ECONNREFUSED: an ICMP port unreachable came back */
     uint64_t errors;       /* any other errno */
     uint64_t last_errno;
-    uint64_t foreign;      /* receiver: wrong magic */
+    uint64_t foreign;      /* receiver: not this run's: wrong magic, foreign_flow, seq_jump */
     uint64_t short_pkts;   /* receiver: shorter than the wire header */
     uint64_t untracked;    /* receiver: valid, but the flow table was full */
     uint64_t lost;         /* receiver: sequence gaps not (yet) filled */
@@ -81,7 +121,12 @@ struct pps_stats {
     uint64_t app_max_ns;
     uint64_t app_skew;
     uint64_t ts_missing;   /* packets whose message carried no kernel stamp */
-    uint64_t reserved[7];  /* keeps the histograms on a cache-line boundary */
+    /* Receiver: what it did not trust (see the wire contract above). */
+    uint64_t foreign_flow; /* right magic, a flow id this run cannot have */
+    uint64_t seq_jump;     /* a seq too far ahead of its flow to be true */
+    uint64_t stamp_future; /* tx_ns later than the receive time by more than the slack */
+    uint64_t stamp_stale;  /* tx_ns before the run started, by more than the slack */
+    uint64_t reserved[3];  /* keeps the histograms on a cache-line boundary */
     uint64_t hist[PPS_HIST_BUCKETS];       /* one-way: clock after recvmmsg - tx_ns */
     uint64_t stack_hist[PPS_HIST_BUCKETS];
     uint64_t app_hist[PPS_HIST_BUCKETS];
@@ -113,6 +158,7 @@ struct pps_send_params {
     uint64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
     uint64_t max_packets;  /* stop after this many packets in all; 0: no limit */
     int clock_id;          /* clock for tx_ns */
+    uint32_t run_key;      /* wire flow ids are pps_wire_flow(run_key, flow id) */
 };
 
 struct pps_recv_params {
@@ -126,7 +172,7 @@ struct pps_recv_params {
     uint32_t timestamps;   /* 1: SO_TIMESTAMPING is set on fd: read the stamp cmsg and
                             * record stack and app latency (needs latency, and clock_id
                             * CLOCK_REALTIME at both ends: kernel stamps are realtime) */
-    uint32_t max_flows;    /* bound on the flow table */
+    uint32_t max_flows;    /* bound on the flow table: 1..PPS_MAX_FLOWS */
     uint64_t deadline_ns;
     int clock_id;          /* clock for rx time; CLOCK_REALTIME when timestamps is set */
     /* Block mode: after a read that returned packets, keep polling (MSG_DONTWAIT) this long
@@ -134,6 +180,11 @@ struct pps_recv_params {
      * loopback that wake-up is the sender's largest single cost (bare loop here: 312k
      * pps sleeping, 393k with 50 us of spin, as busy-poll); 0: always sleep. */
     uint64_t spin_ns;
+    /* What this run's packets can be (the wire contract above). */
+    uint32_t run_key;
+    uint32_t n_senders;        /* sender indexes 0..n_senders-1; at most PPS_MAX_SENDERS */
+    uint32_t flows_per_sender; /* flow indexes 0..flows_per_sender-1; at most 2^16 */
+    uint64_t run_start_ns;     /* clock_id time the run began; older stamps are stale */
 };
 
 /* Per-flow outcome at the receiver, copied out after the loop. */
@@ -148,6 +199,8 @@ struct pps_flow_result {
 };
 
 uint64_t pps_now_ns(int clock_id);
+/* A flow id on the wire from the run's id, and back (the same function both ways). */
+uint32_t pps_wire_flow(uint32_t run_key, uint32_t flow);
 int pps_hist_index(uint64_t value);
 uint64_t pps_hist_low(int index);
 uint64_t pps_shm_bytes(uint32_t nslots);

@@ -1,11 +1,13 @@
 /* recv.c - the receiver loop: recvmmsg in batches, optional UDP GRO, per-flow
- * sequence tracking in a bounded table, one-way latency into a histogram, and with
- * kernel RX timestamps that latency split in two more: stack and app. */
+ * sequence tracking in a bounded table (flows.c), one-way latency into a histogram, and
+ * with kernel RX timestamps that latency split in two more: stack and app. Nothing on the
+ * wire is trusted: see the wire contract in pps.h. */
 #define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,27 +16,17 @@
 
 #include "pps.h"
 #include "internal.h"
+#include "flows.h"
 
 #ifndef UDP_GRO
 #define UDP_GRO 104
 #endif
 
-/* Reorder window: the last WINDOW sequence numbers of a flow, one bit each, indexed
- * by seq mod WINDOW. It tells a late packet (bit clear) from a duplicate (bit set). */
-#define WINDOW 1024
-#define WINDOW_WORDS (WINDOW / 64)
 /* Control space per message: a UDP_GRO cmsg (an int) and an SCM_TIMESTAMPING cmsg (three
  * timespecs) both fit, with room to spare for the kernel's alignment. */
 #define CTRL_BYTES 128
 _Static_assert(CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct scm_timestamping)) <= CTRL_BYTES,
                "control buffer too small for UDP_GRO + SCM_TIMESTAMPING");
-
-struct flow {
-    uint64_t key;          /* flow id + 1; 0 marks an empty slot */
-    uint64_t next;         /* highest seq + 1 */
-    uint64_t received, unique, reordered, duplicate, late;
-    uint64_t window[WINDOW_WORDS];
-};
 
 struct pps_receiver {
     struct pps_recv_params p;
@@ -42,11 +34,8 @@ struct pps_receiver {
     struct iovec *iov;
     char *bufs;            /* batch buffers, `stride` bytes apart (see buffer_stride) */
     char *ctrl;
-    struct flow *table;    /* open addressing, capacity a power of two, never grows */
-    uint32_t mask;
-    uint32_t used;
-    struct flow *last;     /* the flow of the previous packet (find_flow) */
-    uint64_t last_key;
+    struct flow_table flows; /* with track only */
+    uint64_t stale_before;   /* a stamp older than this is stale (see pps.h) */
 };
 
 /* Distance between receive buffers: bufsize rounded up to whole cache lines, made an
@@ -59,10 +48,17 @@ static size_t buffer_stride(uint32_t bufsize)
     return (((size_t)bufsize + 63) & ~(size_t)63) | 64;
 }
 
+static int valid_params(const struct pps_recv_params *p)
+{
+    return p && p->batch >= 1 && p->batch <= 1024 && p->bufsize >= 1 &&
+           p->max_flows >= 1 && p->max_flows <= PPS_MAX_FLOWS &&
+           p->n_senders <= PPS_MAX_SENDERS && p->flows_per_sender <= PPS_MAX_FLOWS_PER_SENDER &&
+           (!p->timestamps || p->clock_id == CLOCK_REALTIME); /* kernel stamps are realtime */
+}
+
 struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
 {
-    if (!p || p->batch == 0 || p->batch > 1024 || p->bufsize == 0 || p->max_flows == 0 ||
-        (p->timestamps && p->clock_id != CLOCK_REALTIME)) { /* kernel stamps are realtime */
+    if (!valid_params(p)) {
         errno = EINVAL;
         return NULL;
     }
@@ -70,18 +66,16 @@ struct pps_receiver *pps_recv_new(const struct pps_recv_params *p)
     if (!r)
         return NULL;
     r->p = *p;
-    uint32_t cap = 2;
-    while (cap < 2 * p->max_flows) /* load factor <= 1/2 keeps probes short */
-        cap <<= 1;
-    r->mask = cap - 1;
+    if (p->run_start_ns > PPS_STAMP_SLACK_NS)
+        r->stale_before = p->run_start_ns - PPS_STAMP_SLACK_NS;
     r->msgs = calloc(p->batch, sizeof(*r->msgs));
     r->iov = calloc(p->batch, sizeof(*r->iov));
     const size_t stride = buffer_stride(p->bufsize);
     if (posix_memalign((void **)&r->bufs, 64, (size_t)p->batch * stride) != 0)
         r->bufs = NULL;
     r->ctrl = calloc(p->batch, CTRL_BYTES);
-    r->table = p->track ? calloc(cap, sizeof(struct flow)) : NULL;
-    if (!r->msgs || !r->iov || !r->bufs || !r->ctrl || (p->track && !r->table)) {
+    int table_failed = p->track && flow_table_init(&r->flows, p) != 0;
+    if (!r->msgs || !r->iov || !r->bufs || !r->ctrl || table_failed) {
         pps_recv_free(r);
         errno = ENOMEM;
         return NULL;
@@ -107,67 +101,8 @@ void pps_recv_free(struct pps_receiver *r)
     free(r->iov);
     free(r->bufs);
     free(r->ctrl);
-    free(r->table);
+    flow_table_free(&r->flows);
     free(r);
-}
-
-static __attribute__((noinline)) struct flow *lookup_flow(struct pps_receiver *r,
-                                                          uint64_t key, struct pps_stats *st)
-{
-    uint32_t i = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32) & r->mask;
-    for (;;) {
-        struct flow *f = &r->table[i];
-        if (f->key == key)
-            break;
-        if (f->key == 0) {
-            if (r->used >= r->p.max_flows)
-                return NULL; /* bounded: a flood of new flows cannot grow memory */
-            f->key = key;
-            r->used++;
-            PUBLISH(st->flows, r->used);
-            break;
-        }
-        i = (i + 1) & r->mask;
-    }
-    r->last = &r->table[i];
-    r->last_key = key;
-    return r->last;
-}
-
-/* Most flows arrive in runs (a batch from one sender socket): skip the hash on repeats. */
-static inline struct flow *find_flow(struct pps_receiver *r, uint64_t key, struct pps_stats *st)
-{
-    return key == r->last_key ? r->last : lookup_flow(r, key, st);
-}
-
-static inline int window_test_set(struct flow *f, uint64_t seq)
-{
-    uint64_t bit = 1ull << (seq % 64);
-    uint64_t *word = &f->window[(seq % WINDOW) / 64];
-    int was = (*word & bit) != 0;
-    *word |= bit;
-    return was;
-}
-
-/* Set (or clear) the slots of [from, to) a word at a time: a burst of drops skips
- * hundreds of numbers and a run in order covers thousands, and a bit at a time cost more
- * than the packet did. A range of WINDOW or more covers every slot. */
-static inline void window_fill(struct flow *f, uint64_t from, uint64_t to, int set)
-{
-    if (to - from >= WINDOW) {
-        memset(f->window, set ? 0xff : 0, sizeof(f->window));
-        return;
-    }
-    while (from < to) {
-        uint32_t bit = from % 64;
-        uint64_t n = 64 - bit;
-        if (n > to - from)
-            n = to - from;
-        uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << bit;
-        uint64_t *word = &f->window[(from % WINDOW) / 64];
-        *word = set ? *word | mask : *word & ~mask;
-        from += n;
-    }
 }
 
 /* One latency figure's scalars; its buckets live in the shared slot. */
@@ -177,84 +112,15 @@ struct lat {
 
 /* Counters for one loop, kept in registers and published once per syscall. */
 struct tally {
-    uint64_t packets, foreign, short_pkts, untracked, lost, reordered, duplicate, late;
-    uint64_t ts_missing;
+    uint64_t packets, foreign, short_pkts, untracked, foreign_flow;
+    uint64_t ts_missing, stamp_future, stamp_stale;
+    struct seq_tally seq;
     struct lat one_way, stack, app;
     /* One-way latencies not yet in the histogram: run_n packets sent at run_tx. A sender
      * stamps a whole sendmmsg batch (and every GSO segment of it) with one send time, and
      * a receive batch has one receive time, so they are one figure, recorded once. */
     uint64_t run_tx, run_n;
-    /* Sequence numbers [seq_from, seq_to) of seq_flow, next in order, not yet in its
-     * entry: a packet that continues the run costs one compare. Flushed before any other
-     * use of a flow entry and at the end of every batch. */
-    struct flow *seq_flow;
-    uint64_t seq_from, seq_to;
 };
-
-/* Everything but the next number in order: a gap, a straggler, a repeat. */
-static __attribute__((noinline)) void track_out_of_order(struct flow *f, uint64_t seq,
-                                                         struct tally *t)
-{
-    if (seq > f->next) {
-        uint64_t gap = seq - f->next;
-        /* Slots of the skipped sequence numbers now belong to them, not to numbers
-         * WINDOW older: clear them. */
-        window_fill(f, f->next, seq, 0);
-        t->lost += gap;
-        window_test_set(f, seq);
-        f->next = seq + 1;
-        f->unique++;
-    } else if (f->next - seq > WINDOW) {
-        /* Too old to tell from a duplicate; a late arrival is far more likely. */
-        f->late++;
-        f->reordered++;
-        f->unique++;
-        t->late++;
-        t->reordered++;
-        if (t->lost) /* a hostile duplicate this old must not wrap the count */
-            t->lost--;
-    } else if (window_test_set(f, seq)) {
-        f->duplicate++;
-        t->duplicate++;
-    } else {
-        f->reordered++;
-        f->unique++;
-        t->reordered++;
-        t->lost--;
-    }
-}
-
-/* The pending run in order into its flow's entry. Setting the run's slots is the whole
- * window update: each held a number WINDOW older, long settled. */
-static void flush_run(struct tally *t)
-{
-    struct flow *f = t->seq_flow;
-    if (!f)
-        return;
-    uint64_t n = t->seq_to - t->seq_from;
-    window_fill(f, t->seq_from, t->seq_to, 1);
-    f->next = t->seq_to;
-    f->received += n;
-    f->unique += n;
-    t->seq_flow = NULL;
-}
-
-static inline void track(struct flow *f, uint64_t seq, struct tally *t)
-{
-    if (__builtin_expect(f == t->seq_flow && seq == t->seq_to, 1)) {
-        t->seq_to++;
-        return;
-    }
-    flush_run(t);
-    if (seq == f->next) {
-        t->seq_flow = f;
-        t->seq_from = seq;
-        t->seq_to = seq + 1;
-        return;
-    }
-    f->received++;
-    track_out_of_order(f, seq, t);
-}
 
 /* n packets' interval from `from` to `to` into a histogram; a negative one is a clock
  * skew. */
@@ -265,12 +131,14 @@ static inline void record_n(uint64_t *hist, struct lat *l, uint64_t from, uint64
         l->skew += n;
         return;
     }
-    uint64_t v = to - from;
+    uint64_t v = to - from, total;
     int idx = hist_index(v);
     /* One writer: a plain read-modify-write published with a relaxed store. */
     PUBLISH(hist[idx], hist[idx] + n);
     l->count += n;
-    l->sum += v * n;
+    if (__builtin_mul_overflow(v, n, &total))
+        total = UINT64_MAX;
+    sat_add(&l->sum, total);
     if (v > l->max)
         l->max = v;
 }
@@ -280,14 +148,44 @@ static inline void record(uint64_t *hist, struct lat *l, uint64_t from, uint64_t
     record_n(hist, l, from, to, 1);
 }
 
-/* The pending run of one-way latencies, received at rx_ns, into the histogram. */
-static void flush_one_way(struct pps_stats *st, struct tally *t, uint64_t rx_ns)
+/* A send stamp to believe: not later than the receive time by more than the slack (a
+ * little later is clock skew between hosts, counted as such), not older than the run. */
+static inline int stamp_future(uint64_t tx, uint64_t rx_ns)
 {
-    if (t->run_n) {
-        record_n(st->hist, &t->one_way, t->run_tx, rx_ns, t->run_n);
-        t->run_n = 0;
-    }
+    return tx > rx_ns && tx - rx_ns > PPS_STAMP_SLACK_NS;
 }
+
+static inline int stamp_trusted(const struct pps_receiver *r, uint64_t tx, uint64_t rx_ns)
+{
+    return !stamp_future(tx, rx_ns) && tx >= r->stale_before;
+}
+
+/* The pending run of one-way latencies, received at rx_ns, into the histogram, unless
+ * its stamp is not to be believed. */
+static void flush_one_way(const struct pps_receiver *r, struct pps_stats *st, struct tally *t,
+                          uint64_t rx_ns)
+{
+    if (!t->run_n)
+        return;
+    if (stamp_future(t->run_tx, rx_ns))
+        t->stamp_future += t->run_n;
+    else if (t->run_tx < r->stale_before)
+        t->stamp_stale += t->run_n;
+    else
+        record_n(st->hist, &t->one_way, t->run_tx, rx_ns, t->run_n);
+    t->run_n = 0;
+}
+
+/* One field of the wire header, loaded straight from the packet (payloads are not
+ * aligned). Not a copy of the whole header to the stack: gcc stores that as one 16-byte
+ * vector and reads the fields back in 4- and 8-byte pieces, which the CPU cannot forward
+ * from the store; the stall cost ~3 ns a packet here (bench/recv_cost.py). */
+#define WIRE_FIELD(data, field)                                                            \
+    ({                                                                                     \
+        __typeof__(((struct pps_wire *)0)->field) v_;                                      \
+        memcpy(&v_, (data) + offsetof(struct pps_wire, field), sizeof(v_));                \
+        v_;                                                                                \
+    })
 
 /* kernel_ns: the message's kernel RX stamp (0: none, or timestamps off). */
 static inline __attribute__((always_inline)) void
@@ -301,21 +199,30 @@ segment(struct pps_receiver *r, struct pps_stats *st, const char *data, uint32_t
         t->short_pkts++;
         return;
     }
-    struct pps_wire w;
-    memcpy(&w, data, sizeof(w)); /* payloads are not aligned */
-    if (le32toh(w.magic) != PPS_MAGIC) {
+    if (le32toh(WIRE_FIELD(data, magic)) != PPS_MAGIC) {
         t->foreign++;
         return;
     }
-    struct flow *f = find_flow(r, (uint64_t)le32toh(w.flow) + 1, st);
-    if (!f)
-        t->untracked++;
-    else
-        track(f, le64toh(w.seq), t);
+    const uint64_t seq = le64toh(WIRE_FIELD(data, seq));
+    struct flow *f = find_flow(&r->flows, le32toh(WIRE_FIELD(data, flow)), seq);
+    if (__builtin_expect(!f, 0)) {
+        if (r->flows.miss != MISS_FULL) { /* not this run's: no entry, no latency */
+            t->foreign++;
+            if (r->flows.miss == MISS_FOREIGN)
+                t->foreign_flow++;
+            else
+                t->seq.jumps++;
+            return;
+        }
+        t->untracked++; /* ours, but the table is full */
+    } else if (__builtin_expect(!track(f, seq, &t->seq), 0)) {
+        t->foreign++; /* a seq jump: counted in t->seq.jumps */
+        return;
+    }
     if (r->p.latency) {
-        uint64_t tx = le64toh(w.tx_ns);
+        uint64_t tx = le64toh(WIRE_FIELD(data, tx_ns));
         if (tx != t->run_tx || !t->run_n) {
-            flush_one_way(st, t, rx_ns);
+            flush_one_way(r, st, t, rx_ns);
             t->run_tx = tx;
         }
         t->run_n++;
@@ -323,7 +230,9 @@ segment(struct pps_receiver *r, struct pps_stats *st, const char *data, uint32_t
             if (!kernel_ns) {
                 t->ts_missing++;
             } else {
-                record(st->stack_hist, &t->stack, tx, kernel_ns);
+                /* app does not use the wire's stamp: it stands whatever tx_ns says */
+                if (stamp_trusted(r, tx, rx_ns))
+                    record(st->stack_hist, &t->stack, tx, kernel_ns);
                 record(st->app_hist, &t->app, kernel_ns, rx_ns);
             }
         }
@@ -359,9 +268,9 @@ static void publish_lat(uint64_t *count, uint64_t *sum, uint64_t *max, uint64_t 
     PUBLISH(*skew, l->skew);
 }
 
-static void publish(struct pps_stats *st, const struct tally *t, uint64_t datagrams,
-                    uint64_t bytes, uint64_t syscalls, uint64_t idle, uint64_t errors,
-                    uint64_t now, int timestamps)
+static void publish(struct pps_stats *st, const struct tally *t, uint32_t flows,
+                    uint64_t datagrams, uint64_t bytes, uint64_t syscalls, uint64_t idle,
+                    uint64_t errors, uint64_t now, int timestamps)
 {
     PUBLISH(st->packets, t->packets);
     PUBLISH(st->datagrams, datagrams);
@@ -372,10 +281,15 @@ static void publish(struct pps_stats *st, const struct tally *t, uint64_t datagr
     PUBLISH(st->foreign, t->foreign);
     PUBLISH(st->short_pkts, t->short_pkts);
     PUBLISH(st->untracked, t->untracked);
-    PUBLISH(st->lost, t->lost);
-    PUBLISH(st->reordered, t->reordered);
-    PUBLISH(st->duplicate, t->duplicate);
-    PUBLISH(st->late, t->late);
+    PUBLISH(st->lost, t->seq.lost);
+    PUBLISH(st->reordered, t->seq.reordered);
+    PUBLISH(st->duplicate, t->seq.duplicate);
+    PUBLISH(st->late, t->seq.late);
+    PUBLISH(st->flows, (uint64_t)flows);
+    PUBLISH(st->foreign_flow, t->foreign_flow);
+    PUBLISH(st->seq_jump, t->seq.jumps);
+    PUBLISH(st->stamp_future, t->stamp_future);
+    PUBLISH(st->stamp_stale, t->stamp_stale);
     publish_lat(&st->lat_count, &st->lat_sum_ns, &st->lat_max_ns, &st->lat_skew, &t->one_way);
     if (timestamps) {
         publish_lat(&st->stack_count, &st->stack_sum_ns, &st->stack_max_ns, &st->stack_skew,
@@ -428,8 +342,8 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
              * miss buffers the way a whole batch asked for at once did. */
             for (int i = 0; i < n && i < PREFETCH_AHEAD; i++)
                 prefetch_message(r, i);
-            if (r->last) /* the flow most likely next */
-                __builtin_prefetch(r->last, 1);
+            if (r->flows.last) /* the flow most likely next */
+                __builtin_prefetch(r->flows.last, 1);
             for (int i = 0; i < n; i++) {
                 if (i + PREFETCH_AHEAD < n)
                     prefetch_message(r, i + PREFETCH_AHEAD);
@@ -462,9 +376,10 @@ int pps_recv_loop(struct pps_receiver *r, struct pps_shm *shm, uint32_t slot)
             if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT)
                 fatal = errno;
         }
-        flush_run(&t);
-        flush_one_way(st, &t, now); /* the run's receive time is this batch's */
-        publish(st, &t, datagrams, bytes, syscalls, idle, errors, now, (int)p->timestamps);
+        seq_flush(&t.seq);
+        flush_one_way(r, st, &t, now); /* the run's receive time is this batch's */
+        publish(st, &t, r->flows.used, datagrams, bytes, syscalls, idle, errors, now,
+                (int)p->timestamps);
         if (fatal)
             break;
         if (p->deadline_ns &&
@@ -485,15 +400,5 @@ int pps_recv_flows(const struct pps_receiver *r, struct pps_flow_result *out, ui
         errno = EINVAL;
         return -1;
     }
-    uint32_t n = 0;
-    if (!r->table)
-        return 0;
-    for (uint32_t i = 0; i <= r->mask && n < cap; i++) {
-        const struct flow *f = &r->table[i];
-        if (!f->key)
-            continue;
-        out[n++] = (struct pps_flow_result){f->key - 1, f->received, f->unique, f->next,
-                                            f->reordered, f->duplicate, f->late};
-    }
-    return (int)n;
+    return flow_table_results(&r->flows, out, cap);
 }

@@ -45,11 +45,12 @@ static void sender_free(struct sender *s)
     free(s->bufs);
 }
 
-/* Stamp `count` messages of flow `flow` starting at sequence `seq`. */
-static void stamp(struct sender *s, uint32_t count, uint32_t payload, uint32_t flow,
+/* Stamp `count` messages of the flow whose id on the wire is `wire_flow`, starting at
+ * sequence `seq`. */
+static void stamp(struct sender *s, uint32_t count, uint32_t payload, uint32_t wire_flow,
                   uint64_t seq, uint64_t tx_ns)
 {
-    struct pps_wire w = {htole32(PPS_MAGIC), htole32(flow), 0, htole64(tx_ns)};
+    struct pps_wire w = {htole32(PPS_MAGIC), htole32(wire_flow), 0, htole64(tx_ns)};
     for (uint32_t i = 0; i < count; i++) {
         char *msg = s->bufs + i * s->msg_bytes;
         for (uint32_t k = 0; k < s->segs; k++) {
@@ -59,21 +60,35 @@ static void stamp(struct sender *s, uint32_t count, uint32_t payload, uint32_t f
     }
 }
 
+/* The longest a paced sender sleeps in one go. It then publishes its heartbeat (the
+ * orchestrator takes a loop silent for a second as stalled) and looks at the stop word,
+ * so a slow rate (20 pps in batches of 64 is one send every 3 s) still stops in time. */
+#define SLEEP_SLICE_NS 50000000ull
+
 /* Sleep until `target` (CLOCK_MONOTONIC ns): the kernel for the long part, a spin for
- * the last stretch, because a timer wake-up can be late by tens of microseconds. */
-static void wait_until(uint64_t target, uint64_t *sleeps)
+ * the last stretch, because a timer wake-up can be late by tens of microseconds.
+ * Returns 1 if the stop word was set meanwhile. */
+static int wait_until(uint64_t target, uint64_t *sleeps, struct pps_shm *shm,
+                      struct pps_stats *st)
 {
     const uint64_t spin_ns = 60000;
     uint64_t now = pps_now_ns(CLOCK_MONOTONIC);
-    if (target > now + spin_ns) {
+    while (target > now + spin_ns) {
         uint64_t wake = target - spin_ns;
+        if (wake > now + SLEEP_SLICE_NS)
+            wake = now + SLEEP_SLICE_NS;
         struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
         (*sleeps)++;
+        now = pps_now_ns(CLOCK_MONOTONIC);
+        PUBLISH(st->heartbeat_ns, now);
+        if (STOPPED(shm, PPS_ROLE_SENDER))
+            return 1;
     }
     while (pps_now_ns(CLOCK_MONOTONIC) < target)
         cpu_relax();
+    return 0;
 }
 
 /* Pacing is two token buckets, as in a policer with a peak rate (RFC 4115, tc tbf
@@ -193,13 +208,15 @@ int pps_send_loop(const struct pps_send_params *p, struct pps_shm *shm, uint32_t
         if (paced) {
             uint64_t at = pacer_due(&pc, now, (uint64_t)count * s.segs);
             if (at > now) {
-                wait_until(at, &sleeps);
+                if (wait_until(at, &sleeps, shm, st))
+                    break;
                 now = pps_now_ns(CLOCK_MONOTONIC);
             }
         }
         uint64_t tx_ns = p->clock_id == CLOCK_MONOTONIC ? now : pps_now_ns(p->clock_id);
         if (!p->raw)
-            stamp(&s, count, p->payload, p->flow_base + flow, flow_seq[flow], tx_ns);
+            stamp(&s, count, p->payload, pps_wire_flow(p->run_key, p->flow_base + flow),
+                  flow_seq[flow], tx_ns);
         int r = sendmmsg(p->fds[flow], s.msgs, count, 0);
         syscalls++;
         if (r > 0) {

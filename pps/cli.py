@@ -1,22 +1,26 @@
 """The `pps` command: a table of subcommands, one cmd_* function each.
 
 Only this module prints and chooses exit codes: 0 success, 1 a check failed (loss over
-the bound, a regression), 2 bad usage or config, 3 the environment cannot do it,
-4 the run failed (a worker died), 130 interrupted (results so far saved).
+the bound, a regression), 2 bad usage, config or input file, 3 the host cannot do it
+(privileges, device, kernel feature, port or lab in use), 4 the run failed (a worker or host
+died or stalled, the lab or device vanished; what was measured is saved), 128+N stopped by
+signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP; results so far saved).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, stopsignals
 from .errors import ConfigError, PpsError
 
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE's status: `pps topo | head` closed our stdout
 
 DESCRIPTION = """\
 pps measures how many small UDP packets per second this host sends and receives, and
@@ -42,7 +46,20 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        if wants_json(sys.argv[1:]):  # a script reading stdout gets the error there too
+            print_error_json(f"{message} (see {self.prog} --help)", EXIT_USAGE)
         raise SystemExit(EXIT_USAGE)
+
+
+def wants_json(argv: list[str]) -> bool:
+    return any(a in ("--json", "--json-stream") for a in argv)
+
+
+def print_error_json(message: str, exit_code: int) -> None:
+    """What `--json` prints on stdout when a command fails: one object, as iperf3's -J does."""
+    from .results import dumps
+
+    print(dumps({"error": {"message": message, "exit_code": exit_code}}), flush=True)
 
 
 def _positive_float(text: str) -> float:
@@ -61,7 +78,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. senders.batch=32 (repeatable)")
     p.add_argument("--duration", type=_positive_float, metavar="S", help="measurement seconds")
     p.add_argument("--out", type=Path, metavar="DIR", help="results directory (default results/pps-TIME)")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON object on stdout: start, intervals and the summary")
+    out.add_argument("--json-stream", action="store_true",
+                     help="print one JSON line per interval as it happens, then the summary")
     p.add_argument("--csv", action="store_true", help="also write tables as CSV")
     p.add_argument("--root", default="/", metavar="DIR", help="read sysfs/procfs under DIR")
     p.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
@@ -93,10 +114,23 @@ def build_parser() -> Parser:
     up.add_argument("--backlog", type=int, help="net.core.netdev_max_backlog (host-wide)")
     up.add_argument("--rmem-max", type=int, help="net.core.rmem_max (host-wide)")
     up.add_argument("--qdisc", help="qdisc on the sender's veth (pfifo, fq, ...)")
-    for action in (up, lab_sub.add_parser("down", help="remove the lab and anything it left"),
-                   lab_sub.add_parser("status", help="show the lab")):
-        action.add_argument("--id", default="lab", help="lab id (default: lab)")
+    down = lab_sub.add_parser("down", help="remove the lab and anything it left")
+    down.add_argument("--force", action="store_true",
+                      help="remove it even while a run uses it (that run then fails, exit 4)")
+    for action in (up, down, lab_sub.add_parser("status", help="show the lab")):
+        action.add_argument("--id", default=None,
+                            help="lab id (default: one per user, see `pps lab status`)")
         action.add_argument("--json", action="store_true")
+
+    config = sub.add_parser("config", help="every config key; a config resolved as TOML")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=Parser,
+                                       required=True)
+    keys = config_sub.add_parser("keys", help="every key: type, default, allowed values, meaning")
+    keys.add_argument("--json", action="store_true", help="a JSON list, one object per key")
+    show = config_sub.add_parser("show", help="the config as a run resolves it, as TOML")
+    show.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key (repeatable)")
 
     from . import commands  # the bigger subcommands register themselves there
 
@@ -115,7 +149,7 @@ def _load(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import display
-    from .results import default_dir, dumps
+    from .results import check_out_dir, default_dir, dumps
     from .runner import execute, make_plan
 
     config = _load(args)
@@ -134,20 +168,44 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"run it with `pps sweep {config.source}`")
     from .sampling import CounterSampler
 
+    machine = args.json or args.json_stream  # stdout is JSON only; people read stderr
+    human = sys.stderr if machine else sys.stdout
+    started: dict[str, Any] = {}
+    intervals: list[dict[str, Any]] = []
+
+    def on_start(info: dict[str, Any]) -> None:
+        started.update(info)
+        if args.json_stream:
+            print(dumps({"start": info}), flush=True)
+
     def status(s: dict[str, Any]) -> None:
-        print(display.status_line(s), file=sys.stderr if args.json else sys.stdout, flush=True)
+        intervals.append(s)
+        if args.json_stream:
+            print(dumps({"interval": s}), flush=True)
+        print(display.status_line(s), file=human, flush=True)
 
     def notice(line: str) -> None:
-        print(f"warning: {line}", file=sys.stderr if args.json else sys.stdout, flush=True)
+        print(f"warning: {line}", file=human, flush=True)
 
-    report = execute(config, out=args.out or default_dir(), root=args.root, confirmed=args.yes,
+    out = check_out_dir(args.out or default_dir())  # before any packet: a bad --out is exit 2
+    report = execute(config, out=out, root=args.root, confirmed=args.yes,
                      status=status, csv=args.csv, sampler_factory=CounterSampler.for_run,
-                     notice=notice)
-    if args.json:
-        print(dumps(report.summary))
+                     notice=notice, on_start=on_start)
+    for line in report.save_notes:  # written elsewhere than asked: say where
+        print(f"pps run: warning: {line}", file=sys.stderr)
+    code = outcome_code(report.summary, config.run.max_loss)
+    if machine:
+        summary = dict(report.summary)
+        if code == EXIT_FAILED:
+            summary["error"] = {"message": f"run failed: {summary['failure']} (results saved)",
+                                "exit_code": code}
+        if args.json:
+            start = started or {k: report.run_json.get(k) for k in ("config", "plan")}
+            summary = {"start": start, "intervals": intervals, **summary}
+        print(dumps(summary))
     else:
         print(display.run_summary(report.summary))
-    return outcome_code(report.summary, config.run.max_loss)
+    return code
 
 
 def _local_roles(config) -> tuple[tuple[str, ...], str]:
@@ -161,12 +219,12 @@ def _local_roles(config) -> tuple[tuple[str, ...], str]:
 
 def outcome_code(summary: dict[str, Any], max_loss: float | None) -> int:
     if summary.get("interrupted"):
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED  # main() makes it 128 + the signal that stopped the run
     if summary.get("failure"):
         print(f"pps: error: run failed: {summary['failure']} (results saved)", file=sys.stderr)
         return EXIT_FAILED
-    if max_loss is not None and summary["loss_ratio"] > max_loss:
-        print(f"pps: loss {summary['loss_ratio']:.4%} is over run.max_loss {max_loss:.4%}",
+    if max_loss is not None and summary["loss_ratio"] * 100 > max_loss:  # max_loss is percent
+        print(f"pps: loss {summary['loss_ratio']:.4%} is over run.max_loss {max_loss:g}%",
               file=sys.stderr)
         return EXIT_CHECK
     return EXIT_OK
@@ -182,10 +240,11 @@ def cmd_topo(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from . import lab
+    from . import lab, lab_owner
     from .config import build_config
     from .results import dumps
 
+    args.id = args.id or lab_owner.default_id()
     if args.lab_command == "up":
         raw = {"lab": {"id": args.id, "queues": args.queues, "gro": args.gro}}
         for key, value in (("rps_cpus", args.rps_cpus), ("backlog", args.backlog),
@@ -196,7 +255,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         spec = lab.LabSpec(id=options.id, queues=options.queues, rps_cpus=options.rps_cpus,
                            gro=options.gro, backlog=options.backlog, rmem_max=options.rmem_max,
                            qdisc=options.qdisc)
-        made, created = lab.lab_up(spec)
+        with lab_owner.held(spec.id, purpose="up"):  # never reshape a lab under a running run
+            made, created = lab.lab_up(spec)
         status = lab.lab_status(made.id)
         if args.json:
             print(dumps({"created": created, **status}))
@@ -204,7 +264,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print(("created" if created else "already up, reused") + f" lab {made.id!r}")
             print(lab.format_status(status))
     elif args.lab_command == "down":
-        removed = lab.lab_down(args.id)
+        removed = lab.lab_down(args.id, force=args.force)
         if args.json:
             print(dumps({"removed": removed}))
         else:
@@ -215,7 +275,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "topo": cmd_topo, "lab": cmd_lab}
+def cmd_config(args: argparse.Namespace) -> int:
+    from . import config_keys
+    from .results import dumps
+
+    if args.config_command == "keys":
+        print(dumps(config_keys.rows()) if args.json else config_keys.text())
+    else:
+        print(config_keys.to_toml(_load(args)), end="")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "topo": cmd_topo, "lab": cmd_lab, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,14 +298,23 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     handler = COMMANDS.get(command) or commands.HANDLERS[command]
+    stopsignals.install()  # SIGTERM and SIGHUP stop a run as Ctrl-C does
     try:
-        return handler(args)
+        code = handler(args)
     except PpsError as exc:
         print(f"pps {command}: error: {exc}", file=sys.stderr)
+        if wants_json(argv if argv is not None else sys.argv[1:]):
+            print_error_json(str(exc), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"pps {command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"pps {command}: stopped by {stopsignals.name(stopsignals.received()) or 'SIGINT'}",
+              file=sys.stderr)
+        return stopsignals.exit_code()
+    except BrokenPipeError:  # the reader went away: say nothing more, on a stdout that works
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    # A command that was stopped and saved what it had reports the signal that stopped it.
+    return stopsignals.exit_code() if code == EXIT_INTERRUPTED or stopsignals.received() else code
 
 
 if __name__ == "__main__":

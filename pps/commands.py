@@ -1,4 +1,4 @@
-"""Subcommands beyond run/topo/lab: sweep, search, report, compare, check, agent.
+"""Subcommands beyond run/topo/lab: sweep, search, report, compare, history, check, agent.
 
 Each registers its parser here and maps its name to a cmd_* function in HANDLERS.
 """

@@ -1,22 +1,32 @@
-"""Regression compare of two results directories (single runs or sweeps).
+"""Regression compare of results directories: one baseline against one or more current
+directories, each a single run, a sweep, or a search.
 
-Trials are matched by their sweep point (single runs match each other); for each match the
-rx rate of the repetitions is compared with stats_compare. Before any number is compared,
-the two sides' hosts and configs are checked: a different kernel, CPU, NIC driver or a
-different experiment (placement, payload, batch, ...) makes a comparison meaningless, so it
-is refused unless forced. Reads only results directories.
+Runs and sweeps: trials are matched by their sweep point (single runs match each other) and
+every metric of regression_metrics.RUN_METRICS is compared over the repetitions. Searches:
+the NDR and PDR rates (by their brackets) and the latency p99 of the trials at each rate.
+Before any number is compared, the two sides' hosts and configs are checked: a different
+CPU, NIC driver or experiment (placement, payload, batch, ...) makes a comparison
+meaningless, so it is refused unless forced or that difference is allowed by name (a
+kernel change is often the very thing under test: --allow host.kernel). Reads only
+results directories.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .results import is_sweep, read_trial, trial_dirs
-from .stats_compare import compare_samples
+from .regression_metrics import (BRACKET_METRICS, RUN_METRICS, SEARCH_METRICS, Metric,
+                                 parse_thresholds, trial_metrics)
+from .results import is_sweep, read_sweep_json, read_trial, trial_dirs
+from .safe_io import shown
+from .search_results import SavedSearch, is_search, read_search
+from .stats_compare import ALPHA, Comparison, compare_brackets, compare_samples, worst
 from .sweep import flatten
 
 # Config keys whose difference makes two runs different experiments. The rest (durations,
@@ -31,23 +41,35 @@ CONFIG_KEYS_THAT_MATTER = (
     "receivers.steer", "lab.enabled", "lab.queues", "lab.rps_cpus", "lab.gro", "lab.qdisc",
     "collect.enabled",
 )
-CONFIG_KEYS_IGNORED = ("run.repetitions", "sweep", "run.require_checks")
+# Not even a note: the label names the runs, the rest only says how many or which exist.
+CONFIG_KEYS_IGNORED = ("run.repetitions", "sweep", "run.require_checks", "run.label", "lab.id")
 HOST_KEYS_THAT_MATTER = ("kernel", "cpu_model", "cpu_count", "machine")
 
 
 @dataclass
 class Side:
-    """One results directory: its trials grouped by sweep point."""
+    """One results directory: its metrics' values grouped by sweep point."""
 
     path: Path
+    kind: str                      # "runs" (a run or a sweep) or "search"
     config: dict[str, Any]
     host: dict[str, Any]
     drivers: dict[str, Any]
     checks: dict[str, str]
-    points: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> point params
-    rx: dict[str, list[float]] = field(default_factory=dict)
-    tx: dict[str, list[float]] = field(default_factory=dict)
+    started_at: float | None = None
+    points: dict[str, dict[str, Any]] = field(default_factory=dict)    # key -> point params
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # key -> metric -> values
+    search: SavedSearch | None = None
     skipped: int = 0
+
+    @property
+    def label(self) -> str | None:
+        label = (self.config.get("run") or {}).get("label")
+        return shown(label) if isinstance(label, str) and label else None
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        return SEARCH_METRICS if self.kind == "search" else RUN_METRICS
 
 
 def point_key(point: dict[str, Any]) -> str:
@@ -56,10 +78,7 @@ def point_key(point: dict[str, Any]) -> str:
 
 def _sweep_points(path: Path) -> tuple[dict[str, Any], dict[str, tuple[dict[str, Any], str]]]:
     """The sweep's config (with its [sweep] table) and trial dir name -> (point, status)."""
-    try:
-        saved = json.loads((path / "sweep.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}/sweep.json: cannot read: {exc}") from None
+    saved = read_sweep_json(path)  # checked: a bounded JSON object of the expected shape
     out = {}
     for t in saved.get("trials", []):
         if t.get("results"):
@@ -68,31 +87,53 @@ def _sweep_points(path: Path) -> tuple[dict[str, Any], dict[str, tuple[dict[str,
 
 
 def load_side(path: Path | str) -> Side:
+    """A run, sweep or search directory as compare and history read it; ConfigError when it
+    is none of these or holds no finished trial."""
     path = Path(path)
-    if not path.is_dir():
-        raise ConfigError(f"{path}: no such results directory")
-    dirs = trial_dirs(path)
+    if is_search(path):
+        return _load_search(path)
+    dirs = trial_dirs(path)  # ConfigError unless a readable results directory
     sweep_config, points = _sweep_points(path) if is_sweep(path) else (None, {})
     side: Side | None = None
     for d in dirs:
         point, status = points.get(d.name, ({}, "done"))
         trial = read_trial(d)
-        summary = trial.summary
+        run, summary = trial.run, trial.summary
         if side is None:
-            run = trial.run
             # A trial's config holds its point's values; the sweep's holds the [sweep] table.
-            side = Side(path, sweep_config or run.get("config") or {}, (run.get("host") or {}).get("before") or {},
-                        _drivers(run), _checks(run))
+            side = Side(path, "runs", sweep_config or run.get("config") or {},
+                        (run.get("host") or {}).get("before") or {}, _drivers(run), _checks(run))
+        side.started_at = _earliest(side.started_at, run.get("started_at"))
         if status != "done" or summary.get("interrupted") or summary.get("failure"):
             side.skipped += 1  # an unfinished trial is not a repetition
             continue
         key = point_key(point)
         side.points[key] = point
-        side.rx.setdefault(key, []).append(float(summary.get("rx_pps") or 0.0))
-        side.tx.setdefault(key, []).append(float(summary.get("tx_pps") or 0.0))
-    if side is None:
-        raise ConfigError(f"{path}: no finished trials to compare")
+        per_metric = side.values.setdefault(key, {})
+        for name, value in trial_metrics(run, trial.tables.get("workers")).items():
+            if value is not None:
+                per_metric.setdefault(name, []).append(value)
+    if side is None or not side.points:
+        raise ConfigError(f"{shown(path)}: no finished trials to compare")
     return side
+
+
+def _load_search(path: Path) -> Side:
+    saved = read_search(path)
+    run = saved.first_run
+    side = Side(path, "search", saved.config, (run.get("host") or {}).get("before") or {},
+                _drivers(run), _checks(run), saved.started_at, search=saved)
+    if saved.ndr.get("rate") is None and saved.pdr.get("rate") is None and not saved.trials:
+        raise ConfigError(f"{shown(path)}: a search with no trials to compare")
+    side.points[point_key({})] = {}
+    side.values[point_key({})] = {f"{b}_p99_ns": saved.p99_at(b) for b in ("ndr", "pdr")}
+    return side
+
+
+def _earliest(a: float | None, b: Any) -> float | None:
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+        return a
+    return float(b) if a is None else min(a, float(b))
 
 
 def _drivers(run: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +153,7 @@ def differences(base: Side, cur: Side) -> tuple[list[dict[str, Any]], list[dict[
         if base.host.get(key) != cur.host.get(key):
             blocking.append({"what": f"host.{key}", "baseline": base.host.get(key),
                              "current": cur.host.get(key)})
-    for dev in sorted(set(base.drivers) & set(cur.drivers)):
+    for dev in sorted(set(base.drivers) & set(cur.drivers), key=str):
         if base.drivers[dev] != cur.drivers[dev]:
             blocking.append({"what": f"nic.{dev}.driver", "baseline": base.drivers[dev],
                              "current": cur.drivers[dev]})
@@ -134,70 +175,97 @@ def differences(base: Side, cur: Side) -> tuple[list[dict[str, Any]], list[dict[
     return blocking, notes
 
 
+def split_allowed(blocking: list[dict[str, Any]], allow: list[str]) -> tuple[list, list]:
+    """(still blocking, allowed): a difference is allowed when its name matches a pattern
+    of `allow` (fnmatch: host.kernel, nic.*.driver)."""
+    allowed = [d for d in blocking if any(fnmatch.fnmatchcase(d["what"], p) for p in allow)]
+    return [d for d in blocking if d not in allowed], allowed
+
+
 def _swept(config: dict[str, Any], key: str) -> bool:
     """A key the sweep varies: its per-trial value is the point's, matched point by point."""
     return key in (config.get("sweep") or {})
 
 
-def compare_dirs(baseline: Path | str, current: Path | str, threshold_pct: float = 5.0,
-                 force: bool = False, alpha: float = 0.05) -> dict[str, Any]:
+def compare_metric(base: Side, cur: Side, key: str, metric: Metric, threshold_pct: float,
+                   alpha: float = ALPHA) -> Comparison | None:
+    """One metric at one point, or None when neither side measured it."""
+    if metric.name in BRACKET_METRICS:
+        bracket = metric.name.split("_")[0]
+        return compare_brackets(base.search.bracket(bracket), cur.search.bracket(bracket),
+                                threshold_pct, metric.higher_is_better)
+    b = base.values.get(key, {}).get(metric.name, [])
+    c = cur.values.get(key, {}).get(metric.name, [])
+    if not b and not c:
+        return None
+    return compare_samples(b, c, threshold_pct, metric.higher_is_better, metric.relative, alpha)
+
+
+def compare_pair(base: Side, cur: Side, thresholds: dict[str, float],
+                 alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Every metric at every point both sides have, as JSON-able rows."""
+    rows = []
+    for key in (k for k in base.points if k in cur.points):
+        for metric in base.metrics:
+            c = compare_metric(base, cur, key, metric, thresholds[metric.name], alpha)
+            if c is None:
+                continue
+            rows.append({"current": str(cur.path), "point": base.points[key], "metric": metric.name,
+                         **c.to_dict(), "baseline_values": base.values.get(key, {}).get(metric.name, []),
+                         "current_values": cur.values.get(key, {}).get(metric.name, [])})
+    return rows
+
+
+def compare_dirs(baseline: Path | str, currents: list[Path | str] | Path | str,
+                 thresholds: dict[str, float] | None = None, force: bool = False,
+                 allow: list[str] | None = None, alpha: float = ALPHA) -> dict[str, Any]:
     """The whole comparison as one JSON-able object:
-    {"verdict", "threshold_pct", "trials": [...], "differences": [...], "notes": [...],
-    "unmatched": {...}, "refused": bool}."""
-    if not 0 <= threshold_pct < 1000:
-        raise ConfigError(f"--threshold: {threshold_pct} is out of range 0..1000 (percent)")
-    base, cur = load_side(baseline), load_side(current)
-    blocking, notes = differences(base, cur)
+    {"kind", "baseline", "currents", "labels", "thresholds_pct", "verdict", "verdicts",
+     "refused", "sides": [per current: differences, allowed, notes, unmatched, skipped],
+     "comparisons": [per current, point and metric: verdict, test, change_pct, ...]}.
+    `thresholds` maps metric -> percent (regression_metrics.parse_thresholds)."""
+    if not isinstance(currents, list):
+        currents = [currents]
+    thresholds = thresholds or parse_thresholds([])
+    base = load_side(baseline)
+    curs = [load_side(c) for c in currents]
+    for cur in curs:
+        if cur.kind != base.kind:
+            raise ConfigError(f"{shown(cur.path)} is a {_kind(cur)} and {shown(base.path)} a "
+                              f"{_kind(base)}: compare searches with searches, runs with runs")
     result: dict[str, Any] = {
-        "baseline": str(base.path), "current": str(cur.path), "threshold_pct": threshold_pct,
-        "differences": blocking, "notes": notes, "refused": bool(blocking) and not force,
-        "forced": bool(blocking) and force, "trials": [],
-        "unmatched": {"baseline": [base.points[k] for k in base.points if k not in cur.points],
-                      "current": [cur.points[k] for k in cur.points if k not in base.points]},
-        "skipped": {"baseline": base.skipped, "current": cur.skipped},
+        "kind": base.kind, "baseline": str(base.path), "currents": [str(c.path) for c in curs],
+        "labels": {str(s.path): s.label for s in (base, *curs)}, "alpha": alpha,
+        "thresholds_pct": {m.name: _finite(thresholds[m.name]) for m in base.metrics},
+        "sides": [], "comparisons": [], "verdicts": {},
     }
+    for cur in curs:
+        blocking, notes = differences(base, cur)
+        blocking, allowed = split_allowed(blocking, allow or [])
+        result["sides"].append({
+            "current": str(cur.path), "differences": blocking, "allowed": allowed, "notes": notes,
+            "refused": bool(blocking) and not force, "forced": bool(blocking) and force,
+            "unmatched": {"baseline": [base.points[k] for k in base.points if k not in cur.points],
+                          "current": [cur.points[k] for k in cur.points if k not in base.points]},
+            "skipped": {"baseline": base.skipped, "current": cur.skipped}})
+    result["refused"] = any(s["refused"] for s in result["sides"])
     if result["refused"]:
         result["verdict"] = "refused"
         return result
-    for key in (k for k in base.points if k in cur.points):
-        c = compare_samples(base.rx[key], cur.rx[key], threshold_pct / 100, alpha)
-        tx = compare_samples(base.tx[key], cur.tx[key], threshold_pct / 100, alpha)
-        result["trials"].append({"point": base.points[key], "metric": "rx_pps", **c.to_dict(),
-                                 "baseline": base.rx[key], "current": cur.rx[key],
-                                 "tx_change": tx.change})
-    if not result["trials"]:
-        raise ConfigError(f"{base.path} and {cur.path}: no sweep point in common to compare")
-    verdicts = {t["verdict"] for t in result["trials"]}
-    for verdict in ("regression", "improvement", "inconclusive", "no change"):
-        if verdict in verdicts:
-            result["verdict"] = verdict
-            break
+    for cur in curs:
+        rows = compare_pair(base, cur, thresholds, alpha)
+        if not rows:
+            raise ConfigError(f"{shown(base.path)} and {shown(cur.path)}: no sweep point in "
+                              "common to compare")
+        result["comparisons"] += rows
+        result["verdicts"][str(cur.path)] = worst([r["verdict"] for r in rows])
+    result["verdict"] = worst(list(result["verdicts"].values()))
     return result
 
 
-def format_text(result: dict[str, Any]) -> str:
-    lines = []
-    for d in result["differences"]:
-        prefix = "differs (forced)" if result.get("forced") else "differs"
-        lines.append(f"{prefix}: {d['what']}: baseline {d['baseline']!r}, current {d['current']!r}")
-    for d in result["notes"]:
-        lines.append(f"note: {d['what']}: baseline {d['baseline']!r}, current {d['current']!r}")
-    if result["refused"]:
-        lines.append("refusing to compare runs that differ like this; pass --force to compare anyway")
-        return "\n".join(lines)
-    for t in result["trials"]:
-        label = " ".join(f"{k}={v}" for k, v in t["point"].items()) or "run"
-        change = "-" if t["change"] is None else f"{t['change']:+.1%}"
-        ci = ("" if t["ci_low"] is None else f" [95% CI {t['ci_low']:+.1%} .. {t['ci_high']:+.1%}]")
-        p = "" if t["p_value"] is None else f" p={t['p_value']:.3g}"
-        med = ("" if t["base_median"] is None or t["cur_median"] is None else
-               f"rx {t['base_median']:,.0f} -> {t['cur_median']:,.0f} pps ")
-        lines.append(f"{label}: {t['verdict'].upper()}  {med}{change}{ci}{p}  "
-                     f"(n={t['n_base']}/{t['n_cur']}; {t['reason']})")
-    for side in ("baseline", "current"):
-        for point in result["unmatched"][side]:
-            lines.append(f"only in {side}: {point_key(point)}")
-        if result["skipped"][side]:
-            lines.append(f"{side}: {result['skipped'][side]} unfinished trial(s) left out")
-    lines.append(f"verdict: {result['verdict']} (threshold {result['threshold_pct']:g}%)")
-    return "\n".join(lines)
+def _kind(side: Side) -> str:
+    return "search" if side.kind == "search" else "run or sweep"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -3,38 +3,37 @@
 Every key is declared once in SCHEMA with its type, default, allowed range and a short
 description, so validation, "did you mean" hints and the docs all come from one table.
 Every error names the file, the key and what is allowed, on one line (ConfigError, exit 2).
+
+Limits, checked before anything is expanded: a config file of at most 1 MiB of UTF-8 TOML
+(safe_io.MAX_CONFIG_BYTES); CPU numbers below 8192 (cpulist.MAX_CPUS); a [sweep] of at most
+10,000 points (MAX_SWEEP_POINTS) and 100,000 trials with its repetitions (MAX_SWEEP_TRIALS);
+a --set item of one line of printable text, at most 65,536 characters (MAX_SET_CHARS).
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import itertools
+import math
 import tomllib
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .cpulist import parse_cpulist
+from . import safe_io
+from .config_values import Key, convert, did_you_mean, show
 from .errors import ConfigError
+from .lab_owner import default_id
+from .native import WIRE_HEADER_BYTES
 from .hosts_config import LOCAL, HostSpec, check_roles, parse_hosts
 
 MAX_UDP_PAYLOAD_V4 = 65507
-WIRE_HEADER_BYTES = 24
-
-
-@dataclass(frozen=True)
-class Key:
-    """One configuration key: its type, default, check and meaning."""
-
-    kind: str  # "int", "float", "bool", "str", "cpus", "strlist", "address"
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
+# Bounds on what a config may ask for, checked before anything is expanded.
+MAX_SWEEP_POINTS = 10_000     # the [sweep] cross product
+MAX_SWEEP_TRIALS = 100_000    # points x run.repetitions
+MAX_SET_CHARS = 65_536        # one --set item
 
 
 PLACEMENTS = ("spread", "local", "sibling", "smt-sibling", "remote", "explicit")
@@ -78,8 +77,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "warmup": Key("float", 1.0, "warm-up seconds before measuring", 0, 3600),
         "drain": Key("float", 0.3, "seconds receivers keep reading after senders stop", 0, 60),
         "interval": Key("float", 1.0, "sampling interval in seconds", 0.05, 3600),
+        "display_interval": Key("float", 1.0, "seconds between status lines (and --json interval "
+                                "records), apart from sampling; 0 = one per sample", 0, 3600),
         "repetitions": Key("int", 1, "times each point is repeated", 1, 1000),
-        "max_loss": Key("float", None, "exit 1 when the loss ratio exceeds this", 0, 1, nullable=True),
+        "max_loss": Key("float", None, "exit 1 when the loss exceeds this, in percent of the "
+                        "packets sent (0.5 = 0.5%)", 0, 100, nullable=True),
+        "label": Key("str", None, "free text naming the run in compare, report and history "
+                     "tables and plots (a kernel, a commit)", nullable=True),
         "require_checks": Key("strlist", (), "host checks that must pass, else exit 3"),
         "latency": Key("bool", True, "record one-way latency when sender and receiver share a clock"),
         "timestamps": Key("str", "user", "receive time: user = the receiver's clock after recvmmsg; "
@@ -89,7 +93,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "lab": {
         "enabled": Key("bool", False, "run between the lab's namespaces instead of on loopback"),
-        "id": Key("str", "lab", "lab name; namespaces are pps-ID-tx and pps-ID-rx"),
+        "id": Key("str", default_id(), "lab name, by default lab-USER (one per user); "
+                  "namespaces are pps-ID-tx and pps-ID-rx"),
         "queues": Key("int", 4, "veth TX/RX queue count", 1, 64),
         "rps_cpus": Key("cpus", None, "RPS CPUs for every receive queue", nullable=True),
         "gro": Key("bool", False, "GRO (NAPI mode) on the receiving veth"),
@@ -101,7 +106,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key("bool", True, "read kernel and NIC counters for the ledger"),
     },
     "search": {
-        "loss_bound": Key("float", 0.005, "PDR loss ratio bound", 0, 1),
+        "loss_bound": Key("float", 0.5, "PDR loss bound, percent of packets sent", 0, 100),
         "min_rate": Key("float", 1000.0, "lowest offered rate to try", 1, 1e9),
         "max_rate": Key("float", 0.0, "highest rate; 0 = measure it unpaced first", 0, 1e9),
         "precision": Key("float", 0.02, "stop when the bracket is this fraction wide", 0.001, 0.5),
@@ -170,7 +175,9 @@ class RunOptions:
     drain: float
     interval: float
     repetitions: int
+    display_interval: float
     max_loss: float | None
+    label: str | None
     require_checks: tuple[str, ...]
     latency: bool
     timestamps: str
@@ -256,80 +263,7 @@ def _where(source: str, dotted: str) -> str:
 
 
 def _convert(source: str, dotted: str, key: Key, value: Any) -> Any:
-    """Check one value against its Key and return it in canonical form."""
-    where = _where(source, dotted)
-    if value is None:
-        if key.nullable:
-            return None
-        raise ConfigError(f"{where}: a value is required ({key.help})")
-    kind = key.kind
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        value = int(value) if kind == "int" else float(value)
-        if value != value:  # NaN
-            raise ConfigError(f"{where}: expected a number, got nan")
-        if (key.low is not None and value < key.low) or (key.high is not None and value > key.high):
-            raise ConfigError(f"{where}: {value} is out of range {_fmt(key.low)}..{_fmt(key.high)}")
-        return value
-    if kind == "str":
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-        if key.choices and value not in key.choices:
-            hint = _did_you_mean(value, key.choices)
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(key.choices)}{hint}")
-        return value
-    if kind == "cpus":
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            value = ",".join(str(v) for v in value)
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a CPU list like \"0-3,8\", got {value!r}")
-        try:
-            cpus = parse_cpulist(value)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if not cpus:
-            raise ConfigError(f"{where}: the CPU list is empty")
-        return cpus
-    if kind == "address":
-        return _check_address(where, value)
-    if kind == "strlist":
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-        if dotted == "target.addresses":
-            return tuple(_check_address(where, v) for v in value)
-        return tuple(value)
-    raise AssertionError(kind)
-
-
-def _check_address(where: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected an IP address, got {value!r}")
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ConfigError(f"{where}: {value!r} is not an IPv4 or IPv6 address") from None
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return ""
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return convert(_where(source, dotted), dotted, key, value)
 
 
 def _all_dotted() -> list[str]:
@@ -339,25 +273,41 @@ def _all_dotted() -> list[str]:
 def _lookup(source: str, dotted: str) -> Key:
     section, _, name = dotted.partition(".")
     if section not in SCHEMA or not name or name not in SCHEMA[section]:
-        hint = _did_you_mean(dotted, _all_dotted())
-        raise ConfigError(f"{source}: unknown key {dotted!r}{hint}")
+        hint = did_you_mean(dotted, _all_dotted())
+        raise ConfigError(f"{source}: unknown key {show(dotted)}{hint}")
     return SCHEMA[section][name]
 
 
 # ---------------------------------------------------------------------------- loading
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """Parse one `--set KEY=VALUE`; the value is read as TOML when it parses, else as a string."""
+    """Parse one `--set KEY=VALUE`; the value is read as TOML when it parses, else as a string.
+
+    A line break would let one --set smuggle in a second TOML line (which was then dropped
+    without a word), so control characters are refused outright."""
+    if len(item) > MAX_SET_CHARS:
+        raise ConfigError(f"--set {show(item)}: longer than {MAX_SET_CHARS:,} characters")
+    bad = next((c for c in item if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ConfigError(f"--set {show(item)}: holds the control character {bad!r}; "
+                          "values are one line of printable text")
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example senders.batch=32")
-    text = text.strip()
+        raise ConfigError(f"--set {show(item)}: expected KEY=VALUE, for example senders.batch=32")
+    return key, _set_value(key, text.strip())
+
+
+def _set_value(key: str, text: str) -> Any:
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
+        return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        value = text
-    return key, value
+        return text  # not TOML: a bare word like `local`
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value is nested too deep") from None
+    except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
+        reason = str(exc).split(":")[0]
+        raise ConfigError(f"--set {key}: cannot read {show(text)}: {reason}") from None
 
 
 def load_config(path: str | Path | None = None, sets: Iterable[str] = ()) -> Config:
@@ -365,17 +315,22 @@ def load_config(path: str | Path | None = None, sets: Iterable[str] = ()) -> Con
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        source = safe_io.shown(path)
+        raw = parse_toml(safe_io.read_text(path, safe_io.MAX_CONFIG_BYTES, "config"), source)
     overrides = [parse_set(item) for item in sets]
     return build_config(raw, overrides, source)
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """tomllib.loads with each way it fails on odd input as one ConfigError line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deep") from None
+    except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"{source}: not valid TOML: {str(exc).split(':')[0]}") from None
 
 
 def build_config(raw: Mapping[str, Any], overrides: Iterable[tuple[str, Any]] = (),
@@ -383,7 +338,7 @@ def build_config(raw: Mapping[str, Any], overrides: Iterable[tuple[str, Any]] = 
     values: dict[str, Any] = {}
     for section, body in raw.items():
         if section not in TABLES:
-            hint = _did_you_mean(section, TABLES)
+            hint = did_you_mean(section, TABLES)
             shown = section.encode("unicode_escape").decode()  # a quoted name may hold a newline
             raise ConfigError(f"{source}: unknown table [{shown}]{hint}; tables are {', '.join(TABLES)}")
         if not isinstance(body, Mapping):
@@ -399,7 +354,8 @@ def build_config(raw: Mapping[str, Any], overrides: Iterable[tuple[str, Any]] = 
             values[dotted] = _convert("--set", dotted, _lookup("--set", dotted), value)
     hosts = parse_hosts(source, raw.get("hosts"),
                         [(k, v) for k, v in overrides if k.startswith("hosts.")])
-    sweep = _check_sweep(source, raw.get("sweep", {}))
+    repetitions = values.get("run.repetitions", SCHEMA["run"]["repetitions"].default)
+    sweep = _check_sweep(source, raw.get("sweep", {}), repetitions)
     config = replace(_assemble(values, sweep, source), hosts=hosts)
     check_roles(source, hosts, {"senders.host": config.senders.host,
                                 "receivers.host": config.receivers.host},
@@ -410,14 +366,32 @@ def build_config(raw: Mapping[str, Any], overrides: Iterable[tuple[str, Any]] = 
     return config
 
 
-def _check_sweep(source: str, body: Mapping[str, Any]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _check_sweep(source: str, body: Mapping[str, Any],
+                 repetitions: int) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     out = []
     for dotted, values in body.items():
         key = _lookup(f"{source}: [sweep]", dotted)
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{source}: [sweep] {dotted!r}: expected a non-empty list of values")
-        out.append((dotted, tuple(_convert(f"{source}: [sweep]", dotted, key, v) for v in values)))
-    return tuple(out)
+            raise ConfigError(f"{source}: [sweep] {show(dotted)}: "
+                              "expected a non-empty list of values")
+        out.append((dotted, key, values))
+    _check_sweep_size(source, [len(v) for _, _, v in out], repetitions)
+    return tuple((dotted, tuple(_convert(f"{source}: [sweep]", dotted, key, v) for v in values))
+                 for dotted, key, values in out)
+
+
+def _check_sweep_size(source: str, lengths: list[int], repetitions: int) -> None:
+    """Refuse a sweep too big to run before building any of it: its size is the product of
+    the list lengths, which can be astronomic from a few short lists."""
+    points = math.prod(lengths)
+    if points > MAX_SWEEP_POINTS:
+        shown = " x ".join(map(str, lengths))
+        raise ConfigError(f"{source}: [sweep]: {shown} = {points:,} points, more than the "
+                          f"{MAX_SWEEP_POINTS:,} pps runs in one sweep; split it")
+    if points * repetitions > MAX_SWEEP_TRIALS:
+        raise ConfigError(f"{source}: [sweep]: {points:,} points x run.repetitions {repetitions} = "
+                          f"{points * repetitions:,} trials, more than the {MAX_SWEEP_TRIALS:,} "
+                          "pps runs in one sweep")
 
 
 def _assemble(values: Mapping[str, Any], sweep, source: str) -> Config:

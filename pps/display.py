@@ -45,6 +45,14 @@ def run_summary(summary: dict[str, Any]) -> str:
                                                    "short_pkts") if summary.get(k)]
     if seq:
         lines.append("sequence: " + "  ".join(seq))
+    # Packets the receivers did not believe (docs/wire.md): the first two are in foreign,
+    # the stamps' packets were received but left out of latency.
+    untrusted = [f"{label} {summary[k]:,}" for k, label in (
+        ("foreign_flow", "not this run's flow"), ("seq_jump", "impossible seq"),
+        ("stamp_future", "stamp in the future"), ("stamp_stale", "stamp before the run"))
+        if summary.get(k)]
+    if untrusted:
+        lines.append("untrusted: " + "  ".join(untrusted))
     lat = summary.get("latency")
     if lat:
         lines.append("latency:  " + _percentiles(lat))

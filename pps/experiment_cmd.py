@@ -1,6 +1,6 @@
-"""The experiment subcommands: `pps sweep`, `pps report`, `pps compare`.
+"""The experiment subcommands: `pps sweep`, `pps report`, `pps compare`, `pps history`.
 
-Parsers and cmd_* functions only; the work is in sweep.py, report.py and compare.py. These
+Parsers and cmd_* functions only; the work is in sweep.py, report.py, compare.py and history.py. These
 functions are the only place the experiment code prints.
 """
 
@@ -30,19 +30,52 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     sweep.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
 
-    report = sub.add_parser("report", help="Markdown summary and PNG plots of results directories")
+    report = sub.add_parser("report", help="Markdown and HTML summary and PNG plots of runs, sweeps and searches")
     report.add_argument("results", nargs="+", type=Path, metavar="RESULTS_DIR")
     report.add_argument("--out", type=Path, metavar="DIR",
-                        help="where report.md and the plots go (default: RESULTS_DIR/report)")
+                        help="where report.md, report.html and the plots go (default: RESULTS_DIR/report)")
 
-    compare = sub.add_parser("compare", help="compare two results directories; exit 1 on a regression")
+    compare = sub.add_parser(
+        "compare", help="compare a baseline with one or more results directories; exit 1 on a regression",
+        description="Compare every metric (rx_pps, loss_pct, p99_ns, rx_cpu_ns; for searches "
+        "ndr_pps, pdr_pps and their p99) of each CURRENT_DIR with BASELINE_DIR: one table, a "
+        "column per current directory. Thresholds are percent: of the baseline for rates, "
+        "latency and CPU time, percentage points for loss. Exit 1 when any is a regression.")
     compare.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
-    compare.add_argument("current", type=Path, metavar="CURRENT_DIR")
-    compare.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
-                         help="smallest change that counts, in percent (default 5)")
+    compare.add_argument("current", type=Path, nargs="+", metavar="CURRENT_DIR")
+    _threshold_option(compare)
+    compare.add_argument("--allow", action="append", default=[], metavar="WHAT",
+                         help="accept this difference between the hosts or configs, by the name "
+                         "compare prints (host.kernel, 'nic.*.driver'); repeatable")
     compare.add_argument("--force", action="store_true",
                          help="compare even when the hosts or configs differ in ways that matter")
     compare.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    history = sub.add_parser(
+        "history", help="trend of runs, sweeps or searches over time; exit 1 when the newest regressed",
+        description="Order the directories by their recorded start time, judge each point against "
+        "the points before it, and write OUT/trend.parquet, trend.csv and trend.png.")
+    history.add_argument("results", nargs="+", type=Path, metavar="RESULTS_DIR")
+    history.add_argument("--out", type=Path, metavar="DIR",
+                         help="where the trend table and plot go (default results/history-TIME)")
+    _threshold_option(history)
+    history.add_argument("--window", type=int, default=5, metavar="N",
+                         help="judge each point against at most N earlier points that did not "
+                         "regress (default 5)")
+    history.add_argument("--keep-order", action="store_true",
+                         help="take the directories in the order given, not by start time")
+    history.add_argument("--force", action="store_true",
+                         help="make a history of directories whose hosts or configs differ "
+                         "beyond the kernel and NIC driver")
+    history.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", action="append", default=[], metavar="PCT|METRIC=PCT",
+                        help="smallest change that counts, in percent: PCT sets the rates "
+                        "(rx_pps, ndr_pps, pdr_pps; default 5), METRIC=PCT one metric "
+                        "(loss_pct in percentage points, default 1; p99_ns 20; rx_cpu_ns 10), "
+                        "METRIC=off reports it without judging; repeatable")
 
 
 # ----------------------------------------------------------------------------- progress
@@ -110,7 +143,7 @@ class RichProgress:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .results import default_dir, dumps
+    from .results import check_out_dir, default_dir, dumps
     from .sampling import CounterSampler
     from .sweep import run_sweep
 
@@ -118,6 +151,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the sweep to continue")
     out = args.out or default_dir("sweep")
+    if not args.resume:  # with --resume, run_sweep reads sweep.json first and says what is wrong
+        check_out_dir(out)  # before the first trial: a bad --out is exit 2, nothing measured
     show = RichProgress(sys.stderr) if sys.stderr.isatty() else PlainProgress(sys.stderr)
     started = time.monotonic()
     try:
@@ -126,10 +161,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         show.close()
     counts = result.statuses
+    out = result.out  # a rescue directory when the sweep could not be saved where asked
+    for note in result.notes:
+        print(f"pps sweep: warning: {note}", file=sys.stderr)
     if args.json:
         runs = result.runs.astype(object).where(result.runs.notna(), None)
         print(dumps({"results_dir": str(out), "statuses": counts, "interrupted": result.interrupted,
-                     "failures": result.failures, "runs": runs.to_dict(orient="records")}))
+                     "failures": result.failures, "notes": result.notes,
+                     "runs": runs.to_dict(orient="records")}))
     else:
         print(f"sweep {out}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
               + f" in {_duration(time.monotonic() - started)}")
@@ -150,6 +189,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or (args.results[0] / "report")
     written = write_report(args.results, out)
     print(f"report: {written['markdown']}")
+    print(f"html:   {written['html']}")
     for png in written["plots"]:
         print(f"plot:   {png}")
     for note in written["notes"]:
@@ -158,20 +198,39 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_dirs, format_text
+    from .compare import compare_dirs
+    from .compare_text import format_text
+    from .regression_metrics import parse_thresholds
     from .results import dumps
 
-    result = compare_dirs(args.baseline, args.current, args.threshold, force=args.force)
+    result = compare_dirs(args.baseline, list(args.current), parse_thresholds(args.threshold),
+                          force=args.force, allow=args.allow)
     if args.json:
         print(dumps(result))
     else:
         print(format_text(result))
     if result["refused"]:
-        what = ", ".join(d["what"] for d in result["differences"])
-        print(f"pps compare: error: the runs differ ({what}); pass --force to compare anyway",
-              file=sys.stderr)
+        what = ", ".join(sorted({d["what"] for s in result["sides"] for d in s["differences"]}))
+        print(f"pps compare: error: the runs differ ({what}); pass --allow WHAT for a difference "
+              "under test, or --force to compare anyway", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_CHECK if result["verdict"] == "regression" else EXIT_OK
 
 
-HANDLERS = {"sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare}
+def cmd_history(args: argparse.Namespace) -> int:
+    from .history import build_history, format_text, to_json, write_history
+    from .regression_metrics import parse_thresholds
+    from .results import default_dir, dumps
+
+    history = build_history(args.results, parse_thresholds(args.threshold), window=args.window,
+                            force=args.force, keep_order=args.keep_order)
+    written = write_history(history, args.out or default_dir("history"))
+    if args.json:
+        print(dumps(to_json(history, written)))
+    else:
+        print(format_text(history, written))
+    return EXIT_CHECK if history.newest_regressed else EXIT_OK
+
+
+HANDLERS = {"sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare,
+            "history": cmd_history}

@@ -11,11 +11,19 @@ so a fixed order makes the group the same on every run (and the same as a probe 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from . import native
 from .hosts_config import LOCAL
 from .procs import WorkerHandle, spawn_worker, wait_for
+
+
+# A running loop publishes its heartbeat at least every 50 ms (a receiver's read timeout, a
+# paced sender's longest sleep); one silent for this long is stopped (SIGSTOP), stuck in the
+# kernel, or starved, and what it would report is no longer true.
+STALL_S = 1.0
+CLOCKS = {"monotonic": native.CLOCK_MONOTONIC, "realtime": native.CLOCK_REALTIME}
 
 
 class LocalGroup:
@@ -28,6 +36,7 @@ class LocalGroup:
         self.host = host
         self.handles: list[WorkerHandle] = []
         self.shm: native.SharedStats | None = None
+        self._running_since: dict[int, int] = {}  # slot -> when its loop was first seen running
 
     def start(self, deadline_s: float, ready_timeout_s: float) -> list[str]:
         """Spawn every worker; return what went wrong (empty: all are ready)."""
@@ -59,14 +68,36 @@ class LocalGroup:
         return [self.shm.read(i) for i in range(len(self.specs))]
 
     def check(self) -> str | None:
-        """Why the run must stop (a worker died), or None."""
+        """Why the run must stop (a worker died or stalled), or None. A stalled worker is
+        killed here, so the rest of the run's shutdown does not wait on it."""
         for h in self.handles:
             h.read_events()
             if h.exited() and not h.event("result"):
                 reason = h.failure() or "exited early"
-                where = f" on host {self.host}" if self.host != LOCAL else ""
-                return f"{h.name} (pid {h.pid}) on CPU {h.cpu}{where}: {reason}"
+            elif (silent_s := self._silent_for(h)) is not None:
+                reason = f"stalled: no heartbeat for {silent_s:.1f} s (killed)"
+                h.kill(reason)
+            else:
+                continue
+            where = f" on host {self.host}" if self.host != LOCAL else ""
+            return f"{h.name} (pid {h.pid}) on CPU {h.cpu}{where}: {reason}"
         return None
+
+    def _silent_for(self, h: WorkerHandle) -> float | None:
+        """Seconds since a running worker's last heartbeat, when over STALL_S."""
+        if self.shm is None or h.exited():
+            return None
+        slot = self.shm.read(h.slot)
+        if native.STATES.get(slot["state"]) != "running":
+            return None
+        spec = self.specs[h.slot]
+        # The receiver stamps its heartbeat on its own clock (realtime with kernel stamps).
+        clock = CLOCKS[spec.get("clock", "monotonic")] if spec["role"] == "receiver" \
+            else native.CLOCK_MONOTONIC
+        now = native.now_ns(clock)
+        since = self._running_since.setdefault(h.slot, now)
+        silent_s = (now - max(slot["heartbeat_ns"], since)) / 1e9
+        return silent_s if silent_s > STALL_S else None
 
     def finish(self, timeout_s: float) -> None:
         """Stop every loop and wait for the workers' results."""

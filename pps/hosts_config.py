@@ -5,10 +5,16 @@
     python = "/opt/pps/bin/python3"   # the interpreter that has pps installed there
     netns = "bench"               # optional: run pps's workers in this namespace there
     ssh_options = ["-p", "2222"]  # optional extra ssh client arguments
+    allow_local_commands = false  # optional: let ssh_options run commands here (see below)
 
 Every value later becomes one argv item of the ssh command, never part of a shell string
 built here, so the checks below are about what ssh and the remote shell would misread
-(a destination that looks like an option, a newline), not about quoting.
+(a destination that looks like an option, a newline, shell characters that a user's own
+ProxyCommand %h would splice into a command), not about quoting.
+
+A config with hosts is trusted input, but not code: ssh options that make the ssh client run
+a local command or load a library are refused unless `allow_local_commands = true`
+(pps.ssh_options says which and why).
 """
 
 from __future__ import annotations
@@ -19,14 +25,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .ssh_options import check_ssh_options
 
 LOCAL = "local"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # used with fullmatch: "$" allows a "\n"
+# user@host, an alias, [v6 literal], ssh://user@host:port: nothing a shell would act on when
+# a user's own ProxyCommand splices it in through %h or %r (CVE-2023-51385).
+DESTINATION = re.compile(r"(ssh://)?[A-Za-z0-9_.@:%+\[\]-]+")
 HOST_KEYS = {
     "ssh": "ssh destination: user@host or an ~/.ssh/config alias (required)",
     "python": "python interpreter with pps installed on that host (default python3)",
     "netns": "network namespace on that host to run the workers in",
     "ssh_options": "extra ssh client arguments, a list (e.g. [\"-p\", \"2222\"])",
+    "allow_local_commands": "let ssh_options run commands or load libraries on this host, "
+                            "e.g. ProxyCommand (default false: a config is not code)",
 }
 
 
@@ -51,10 +63,12 @@ class HostSpec:
     python: str = "python3"
     netns: str | None = None
     ssh_options: tuple[str, ...] = ()
+    allow_local_commands: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"ssh": self.ssh, "python": self.python, "netns": self.netns,
-                "ssh_options": list(self.ssh_options)}
+                "ssh_options": list(self.ssh_options),
+                "allow_local_commands": self.allow_local_commands}
 
 
 def _text(where: str, value: Any, *, option_like_ok: bool = False) -> str:
@@ -69,7 +83,7 @@ def _text(where: str, value: Any, *, option_like_ok: bool = False) -> str:
 
 def _host(source: str, name: str, body: Any) -> HostSpec:
     where = f"{source}: hosts.{name}"
-    if not NAME.match(name) or name == LOCAL:
+    if not NAME.fullmatch(name) or name == LOCAL:
         raise ConfigError(f"{where}: host names are letters, digits, '.', '_' and '-', and not 'local'")
     if not isinstance(body, Mapping):
         raise ConfigError(f"{where}: must be a table with at least ssh = \"user@host\"")
@@ -82,22 +96,43 @@ def _host(source: str, name: str, body: Any) -> HostSpec:
             raise ConfigError(f"{where}: unknown key {key!r}{hint}; keys are {', '.join(HOST_KEYS)}")
     if "ssh" not in body:
         raise ConfigError(f"{where}: ssh is required ({HOST_KEYS['ssh']})")
-    ssh = _text(f"{where}.ssh", body["ssh"])
-    if any(c.isspace() for c in ssh):
-        raise ConfigError(f"{where}.ssh: {ssh!r} holds whitespace; put options in ssh_options")
+    ssh = _destination(f"{where}.ssh", body["ssh"])
     python = _text(f"{where}.python", body.get("python", "python3"))
     netns = body.get("netns")
     if netns is not None:
         netns = _text(f"{where}.netns", netns)
-        if "/" in netns or not NAME.match(netns):
+        if not is_netns_name(netns):
             raise ConfigError(f"{where}.netns: {netns!r} is not a namespace name")
+    allow = body.get("allow_local_commands", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{where}.allow_local_commands: expected true or false, got {allow!r}")
     options = body.get("ssh_options", [])
     if isinstance(options, str):
         options = [options]
     if not isinstance(options, list):
         raise ConfigError(f"{where}.ssh_options: expected a list of strings, got {options!r}")
     options = tuple(_text(f"{where}.ssh_options", o, option_like_ok=True) for o in options)
-    return HostSpec(name, ssh, python, netns, options)
+    check_ssh_options(f"{where}.ssh_options", name, options, allow)
+    return HostSpec(name, ssh, python, netns, options, allow)
+
+
+def _destination(where: str, value: Any) -> str:
+    ssh = _text(where, value)
+    if any(c.isspace() for c in ssh):
+        raise ConfigError(f"{where}: {ssh!r} holds whitespace; put options in ssh_options")
+    if not DESTINATION.fullmatch(ssh):
+        bad = next(c for c in ssh if not DESTINATION.fullmatch(f"x{c}"))
+        raise ConfigError(f"{where}: {ssh!r} holds {bad!r}; a destination is user@host, "
+                          "an ~/.ssh/config alias or ssh://user@host:port")
+    return ssh
+
+
+def is_netns_name(name: Any) -> bool:
+    """A plain namespace name (a file under /run/netns): no '/', no '..', no NUL, short.
+
+    The config checks it here and the agent checks it again, since pps.netns.enter takes
+    anything with a '/' as a path to any namespace file."""
+    return isinstance(name, str) and NAME.fullmatch(name) is not None and ".." not in name
 
 
 def parse_hosts(source: str, body: Any, overrides: Iterable[tuple[str, Any]]) -> tuple[HostSpec, ...]:

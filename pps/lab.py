@@ -28,6 +28,7 @@ from typing import Any
 from pyroute2 import netns as pyr_netns
 
 from . import lab_kernel as kern
+from . import lab_owner
 from .errors import ConfigError, EnvironmentNotAble
 from .netns import NETNS_RUN_DIR, call_in
 
@@ -236,9 +237,11 @@ def _restore_one(name: str, record: dict[str, str]) -> str:
 # ---- public API ----
 
 
-def lab_up(spec: LabSpec) -> tuple[Lab, bool]:
+def lab_up(spec: LabSpec, made_by_run: bool = False) -> tuple[Lab, bool]:
     """Create the lab, or reuse one with the same id and queue count; apply the options.
-    Returns (lab, created). Raises ConfigError if the lab exists with other queues."""
+    Returns (lab, created). Raises ConfigError if the lab exists with other queues.
+    made_by_run: a run makes it for itself and removes it when done; should that run die
+    first, the state file says so and the next run (or `lab down`) clears what it left."""
     require_net_admin()
     ncpu = os.cpu_count() or 1
     bad = [c for c in spec.rps_cpus or () if c >= ncpu]
@@ -251,11 +254,13 @@ def lab_up(spec: LabSpec) -> tuple[Lab, bool]:
         if existing is not None and existing != (spec.queues, spec.queues):
             raise ConfigError(
                 f"lab {spec.id!r} exists with {existing[0]} TX / {existing[1]} RX queues, "
-                f"not {spec.queues}: run `pps lab down` first or use another id")
+                f"not {spec.queues}: run `pps lab down --id {spec.id}` first or use another id")
         if created:
             _down_locked(spec.id)  # clears what a crashed run left half-made
         state = _read_state(spec.id) or {"version": 1, "id": spec.id}
         state.update(queues=spec.queues, spec=dataclasses.asdict(spec))
+        if created:
+            state["made_by_run"] = os.getpid() if made_by_run else None
         try:
             if created:
                 _write_state(spec.id, state)
@@ -300,13 +305,24 @@ def find_lab(lab_id: str) -> Lab | None:
     return _lab(spec)
 
 
-def lab_down(lab_id: str) -> list[str]:
+def lab_down(lab_id: str, force: bool = False) -> list[str]:
     """Remove the lab and whatever a crashed run left of it; restore host sysctls.
-    Returns what was removed or restored; an empty list when nothing was there."""
+    Returns what was removed or restored; an empty list when nothing was there.
+    A lab a run is using is refused (EnvironmentNotAble naming the run) unless `force`:
+    then the run loses its lab, notices, and fails (exit 4). The run that owns a lab
+    removes it with force, since it holds the lab itself."""
     check_id(lab_id)
     require_net_admin()
-    with _locked():
+    hold = contextlib.nullcontext() if force else lab_owner.held(lab_id, purpose="down")
+    with hold, _locked():
         return _down_locked(lab_id)
+
+
+def left_by_run(lab_id: str) -> int | None:
+    """The pid of the run that made this lab for itself, from the state file (None: made by
+    `pps lab up`, or not known). Whoever holds the lab and finds this set finds leftovers."""
+    made_by = (_read_state(lab_id) or {}).get("made_by_run")
+    return made_by if isinstance(made_by, int) else None
 
 
 def _down_locked(lab_id: str) -> list[str]:

@@ -1,13 +1,22 @@
-"""The lab for the length of one run: use a lab that is up as it is, or make one from the
-config and remove it afterwards."""
+"""The lab for the length of one run.
+
+The run holds the lab (pps.lab_owner) from before it looks at it until after it has removed
+what it made, so no second run measures alongside and `pps lab down` refuses to pull it away.
+A lab someone brought up with `pps lab up` is used as it is when its settings are this
+config's, and refused (exit 3) when they are not: a run never measures on settings it did
+not ask for. A lab a run made for itself is removed, and its host sysctls restored, when the
+run ends on any path Python sees (return, exception, Ctrl-C, SIGTERM, SIGHUP); what a
+SIGKILLed run left is found by the next run, which removes it before making its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from typing import Any
 
 from .config import Config
-from .errors import ConfigError
+from .errors import EnvironmentNotAble
 
 
 class LabSession:
@@ -17,43 +26,67 @@ class LabSession:
         self.options = config.lab
         self.lab: Any | None = None
         self.created = False
+        self._hold = contextlib.ExitStack()
 
     def __enter__(self) -> RunLab | None:
         if not self.options.enabled:
             return None
-        from . import lab
+        from . import lab, lab_owner
 
         o = self.options
         wanted = lab.LabSpec(id=o.id, queues=o.queues, rps_cpus=o.rps_cpus, gro=o.gro,
                              backlog=o.backlog, rmem_max=o.rmem_max, qdisc=o.qdisc)
-        existing = lab.find_lab(o.id)
-        warnings: list[str] = []
-        if existing is not None:
-            # A lab someone brought up by hand is theirs: use it as it is, never reshape it.
-            # Its queue count is what a queue experiment measures, so a mismatch is an error.
-            if existing.queues != o.queues:
-                raise ConfigError(
-                    f"lab.queues: lab {o.id!r} is up with {existing.queues} queues but this run asks "
-                    f"for {o.queues}; run `pps lab down --id {o.id}` or --set lab.queues={existing.queues}")
-            self.lab = existing
-            differs = _differences(existing.spec, wanted)
-            if differs:
-                warnings.append(f"lab {o.id!r} was already up and is used as it is; its "
-                                f"{', '.join(differs)} differ from this config's")
-        else:
-            self.lab, self.created = lab.lab_up(wanted)
+        lab.require_net_admin()
+        self._hold.enter_context(lab_owner.held(o.id))  # exit 3 if another run has it
+        try:
+            warnings = self._clear_leftovers(lab, o.id)
+            existing = lab.find_lab(o.id)
+            if existing is not None:
+                _refuse_unlike(existing.spec, wanted)
+                self.lab = existing
+            else:
+                self.lab, self.created = lab.lab_up(wanted, made_by_run=True)
+        except BaseException:
+            self._hold.close()
+            raise
         return RunLab(self.lab, self.created, warnings)
 
+    @staticmethod
+    def _clear_leftovers(lab: Any, lab_id: str) -> list[str]:
+        """A lab made by a run that is gone (we hold the lab, so its maker does not) is
+        leftovers: remove it and put back the host sysctls it changed."""
+        dead_run = lab.left_by_run(lab_id)
+        if dead_run is None:
+            return []
+        undone = lab.lab_down(lab_id, force=True)  # we hold the lab ourselves
+        return [f"lab {lab_id!r} was left behind by run pid {dead_run}, which did not finish: "
+                f"removed it first ({'; '.join(undone) or 'nothing was left'})"]
+
     def __exit__(self, *exc: object) -> None:
-        if self.lab is not None and self.created:
-            from . import lab
+        try:
+            if self.lab is not None and self.created:
+                from . import lab
 
-            lab.lab_down(self.lab.id)
+                lab.lab_down(self.lab.id, force=True)  # ours: we hold it
+        finally:
+            self._hold.close()
 
 
-def _differences(have: Any, want: Any) -> list[str]:
+# Settings whose difference changes what a run measures; rmem_default is derived.
+COMPARED = ("queues", "rps_cpus", "xps", "gro", "backlog", "rmem_max", "qdisc")
+
+
+def _refuse_unlike(have: Any, want: Any) -> None:
+    """A lab that is up with settings unlike the config's is not measured on (exit 3). A
+    setting the config leaves unset (None) asks for nothing, so any value passes."""
     a, b = asdict(have), asdict(want)
-    return [k for k in b if k != "rmem_default" and a.get(k) != b[k]]
+    differs = [f"{k} {a.get(k)!r} (config: {b[k]!r})" for k in COMPARED
+               if b[k] is not None and a.get(k) != b[k]]
+    if differs:
+        raise EnvironmentNotAble(
+            f"lab {have.id!r} is already up with settings unlike this config's: "
+            f"{', '.join(differs)}; remove it with `pps lab down --id {have.id}` (the run "
+            f"then makes its own), or run with the lab's settings")
 
 
 class RunLab:

@@ -236,7 +236,7 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str
     resets = totals[totals["resets"] > 0] if "resets" in totals else totals.iloc[0:0]
     for _, r in resets.iterrows():
         led.notes.append(f"{r['source']}.{r['name']} reset {r['resets']} time(s) in the window; "
-                         "those intervals count 0")
+                         "counted from 0 (the value after the reset)")
     return led
 
 

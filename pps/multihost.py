@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from . import collectors, metadata, selfpin
-from .collectors.capture import Capturer
 from .config import Config
 from .group import LocalGroup
 from .hosts_config import LOCAL, HostSpec, roles_by_host
-from .hostsampling import HostCounters, HostsSampler, local_snapshot, remote_snapshot
+from .hostsampling import HostCounters, HostsSampler, local_counters, remote_counters
 from .hostwork import prepare_share
 from .orchestrator import Trial
 from .remote import HostSession, RemoteGroup
-from .results import write_trial
 
 
 class _AsDict:
@@ -57,7 +55,7 @@ def agent_config(config: Config) -> dict[str, Any]:
 
 def execute_across_hosts(config: Config, *, out: Path | None, root: str, status, csv: bool,
                          notice) -> Any:
-    from .runner import RunReport, _addresses, build_report
+    from .runner import RunReport, _addresses, build_report, save
 
     hosts = roles_by_host(config)
     cross = config.senders.host != config.receivers.host
@@ -85,10 +83,9 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
                 groups.append(LocalGroup(share.specs))
                 scope = collectors.Scope(None, (share.device,),
                                          (config.target.port,) if "receiver" in roles else ())
-                capturer = Capturer([scope])
-                closers.append(capturer.close)
-                parts.append(HostCounters(name, local_snapshot(capturer),
-                                          collectors.device_drivers([scope])))
+                counters, close = local_counters(name, [scope], collectors.device_drivers([scope]))
+                closers.append(close)
+                parts.append(counters)
                 info[name] = {"before": metadata.host(root)}
                 continue
             spec = config.host(name)
@@ -101,7 +98,7 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
             shares[name] = reply["share"]
             groups.append(RemoteGroup(session, reply["share"]["specs"]))
             drivers = {(ns, dev): d for ns, dev, d in reply["drivers"]}
-            parts.append(HostCounters(name, remote_snapshot(session), drivers))
+            parts.append(remote_counters(session, drivers))
             info[name] = {"ssh": spec.to_dict(), "hello": hello, "before": reply["meta"]}
         for share in shares.values():
             warnings += share["notes"]
@@ -137,6 +134,5 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
     report.run_json["orchestrator"] = orchestrator
     report.run_json["checks"] = shares[config.receivers.host]["checks"].get("checks", [])
     if out is not None:
-        report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)
-        report.summary["results_dir"] = str(report.results_dir)
+        save(report, out, csv)
     return report

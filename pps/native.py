@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ._native import ffi, lib
+from .errors import ConfigError
 
 MAGIC = lib.PPS_MAGIC
-WIRE_BYTES = lib.PPS_WIRE_BYTES
+WIRE_HEADER_BYTES = lib.PPS_WIRE_BYTES  # the one definition is csrc/pps.h
 HIST_BUCKETS = lib.PPS_HIST_BUCKETS
 SENDER, RECEIVER = lib.PPS_ROLE_SENDER, lib.PPS_ROLE_RECEIVER
 STATES = {
@@ -24,21 +25,32 @@ STATES = {
 STATE_READY = lib.PPS_STATE_READY
 CLOCK_MONOTONIC = lib.CLOCK_MONOTONIC
 CLOCK_REALTIME = lib.CLOCK_REALTIME
+# What the receiver believes of the wire (the contract in pps.h and docs/wire.md).
+SEQ_JUMP_MAX = lib.PPS_SEQ_JUMP_MAX
+SEQ_LIMIT = lib.PPS_SEQ_LIMIT
+STAMP_SLACK_NS = lib.PPS_STAMP_SLACK_NS
+MAX_FLOWS = lib.PPS_MAX_FLOWS
+MAX_SENDERS = lib.PPS_MAX_SENDERS
+MAX_FLOWS_PER_SENDER = lib.PPS_MAX_FLOWS_PER_SENDER
+KEY_BITS = 32
 
-# The counters of a stats slot, in the order pps.h declares them (hist excluded).
-COUNTERS = (
-    "packets", "datagrams", "bytes", "syscalls", "eagain", "enobufs", "refused", "errors",
-    "last_errno", "foreign", "short_pkts", "untracked", "lost", "reordered", "duplicate",
-    "late", "flows", "lat_count", "lat_sum_ns", "lat_max_ns", "lat_skew", "pace_sleeps",
-    "stack_count", "stack_sum_ns", "stack_max_ns", "stack_skew",
-    "app_count", "app_sum_ns", "app_max_ns", "app_skew", "ts_missing",
-)
+
+def _scalar_fields(struct: str, leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """A C struct's scalar fields in the order of their offsets, as cffi saw pps.cdef."""
+    fields = sorted(ffi.typeof(struct).fields, key=lambda item: item[1].offset)
+    return tuple(name for name, f in fields
+                 if f.type.kind == "primitive" and name not in leave_out)
+
+
+# The counters of a stats slot, in the order pps.h declares them (histograms, the state
+# word and the heartbeat left out).
+COUNTERS = _scalar_fields("struct pps_stats", ("state", "heartbeat_ns"))
 # The latency histograms of a slot: kind -> (field, prefix of its scalar counters).
 # one_way: receive clock - tx_ns; with kernel RX stamps also stack: stamp - tx_ns and
 # app: receive clock - stamp.
 HIST_KINDS = {"one_way": ("hist", "lat"), "stack": ("stack_hist", "stack"),
               "app": ("app_hist", "app")}
-FLOW_FIELDS = ("flow", "received", "unique", "next_seq", "reordered", "duplicate", "late")
+FLOW_FIELDS = _scalar_fields("struct pps_flow_result")
 
 
 def _raise_errno(call: str) -> None:
@@ -48,6 +60,12 @@ def _raise_errno(call: str) -> None:
 
 def now_ns(clock: int = CLOCK_MONOTONIC) -> int:
     return lib.pps_now_ns(clock)
+
+
+def wire_flow(run_key: int, flow: int) -> int:
+    """The flow id on the wire for a run's flow id under its key, and back: the same
+    function decodes what it encodes."""
+    return lib.pps_wire_flow(run_key, flow)
 
 
 def hist_index(value_ns: int) -> int:
@@ -147,6 +165,12 @@ class SendParams:
     deadline_ns: int = 0
     max_packets: int = 0
     clock: int = CLOCK_MONOTONIC
+    run_key: int = 0       # wire flow ids are wire_flow(run_key, flow id); 0: as they are
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} {value} is out of range {low}..{high}")
 
 
 def send_loop(params: SendParams, stats: SharedStats, slot: int, flow_seq: list[int]) -> list[int]:
@@ -155,6 +179,7 @@ def send_loop(params: SendParams, stats: SharedStats, slot: int, flow_seq: list[
         raise ValueError("one starting sequence number per socket is needed")
     if not 1 <= params.batch <= 1024:
         raise ValueError(f"batch {params.batch} is out of range 1..1024")
+    _check_range("run_key", params.run_key, 0, 2**KEY_BITS - 1)
     fds = ffi.new("int[]", list(params.fds))
     seqs = ffi.new("uint64_t[]", list(flow_seq))
     p = ffi.new("struct pps_send_params *", {
@@ -162,7 +187,7 @@ def send_loop(params: SendParams, stats: SharedStats, slot: int, flow_seq: list[
         "batch": params.batch, "payload": params.payload, "gso_segments": params.gso_segments,
         "raw": int(params.raw), "rate_pps": params.rate_pps, "burst": params.burst,
         "deadline_ns": params.deadline_ns, "max_packets": params.max_packets,
-        "clock_id": params.clock,
+        "clock_id": params.clock, "run_key": params.run_key,
     })
     if lib.pps_send_loop(p, stats.shm, slot, seqs) != 0:
         _raise_errno("sendmmsg")
@@ -183,15 +208,31 @@ class RecvParams:
     deadline_ns: int = 0
     clock: int = CLOCK_MONOTONIC
     spin_ns: int = 0       # block mode: poll this long after packets before sleeping again
+    # What this run's packets can be (pps.h): the key of its flow ids, how many senders and
+    # flows each; a packet outside is foreign. The defaults take any id as it is.
+    run_key: int = 0
+    n_senders: int = MAX_SENDERS
+    flows_per_sender: int = MAX_FLOWS_PER_SENDER
+    run_start_ns: int | None = None  # on `clock`; None: when the Receiver is made
+
+
+def _check_recv_params(params: RecvParams) -> None:
+    if not 1 <= params.batch <= 1024:
+        raise ValueError(f"batch {params.batch} is out of range 1..1024")
+    # max_flows 0 is left to C, which refuses it (EINVAL) like any other bad parameter.
+    _check_range("max_flows", params.max_flows, 0, MAX_FLOWS)
+    _check_range("run_key", params.run_key, 0, 2**KEY_BITS - 1)
+    _check_range("n_senders", params.n_senders, 0, MAX_SENDERS)
+    _check_range("flows_per_sender", params.flows_per_sender, 0, MAX_FLOWS_PER_SENDER)
 
 
 class Receiver:
     """A receiver loop and its flow table; use as a context manager to free it."""
 
     def __init__(self, params: RecvParams) -> None:
-        if not 1 <= params.batch <= 1024:
-            raise ValueError(f"batch {params.batch} is out of range 1..1024")
+        _check_recv_params(params)
         self.params = params
+        run_start = params.run_start_ns if params.run_start_ns is not None else now_ns(params.clock)
         p = ffi.new("struct pps_recv_params *", {
             "fd": params.fd, "batch": params.batch, "bufsize": params.bufsize,
             "busy_poll": int(params.busy_poll), "gro": int(params.gro),
@@ -199,6 +240,8 @@ class Receiver:
             "timestamps": int(params.timestamps),
             "max_flows": params.max_flows, "deadline_ns": params.deadline_ns,
             "clock_id": params.clock, "spin_ns": params.spin_ns,
+            "run_key": params.run_key, "n_senders": params.n_senders,
+            "flows_per_sender": params.flows_per_sender, "run_start_ns": run_start,
         })
         handle = lib.pps_recv_new(p)
         if handle == ffi.NULL:

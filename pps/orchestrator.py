@@ -15,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import native
+from . import native, stopsignals
 from .config import Config
 from .group import LocalGroup
 from .hosts_config import LOCAL, worker_label
 from .procs import WorkerHandle
+from .sample_log import SampleLog
+from .status_pace import StatusPace
 
 LIVENESS_S = 0.1
 READY_TIMEOUT_S = 15.0
@@ -53,13 +55,16 @@ class TrialOutcome:
 
     config: Config
     workers: list[dict[str, Any]]
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    # One row per worker per sample, streamed to disk as the run goes (any length).
+    samples: SampleLog | list[dict[str, Any]] = field(default_factory=SampleLog)
     marks: dict[str, Mark] = field(default_factory=dict)
     # Latency buckets by kind (one_way; stack and app with kernel stamps) and receiver index.
     histograms: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    # (t, mark, what the sampler returned) at each mark; interval samples are not listed.
     counter_snapshots: list[tuple[float, str, Any]] = field(default_factory=list)
     started_at: float = 0.0
     interrupted: bool = False
+    stopped_by: str | None = None  # the signal's name when interrupted
     failure: str | None = None
 
 
@@ -97,12 +102,17 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
                  n_senders: int) -> dict[str, Any]:
     """What one worker is told to do; the group adds its slot and the stats block."""
     s, r = config.senders, config.receivers
+    # Kernel RX stamps are CLOCK_REALTIME: send and receive times must be on that clock
+    # too. Otherwise CLOCK_MONOTONIC, which no clock step (NTP, settimeofday) can move.
+    clock = "realtime" if config.run.timestamps == "kernel" else "monotonic"
     spec: dict[str, Any] = {
         "role": w.role, "index": w.index, "cpu": w.cpu, "netns": w.netns,
-        "payload": s.payload, "raw": s.raw,
-        # Kernel RX stamps are CLOCK_REALTIME: send and receive times must be on that clock
-        # too. Otherwise CLOCK_MONOTONIC, which no clock step (NTP, settimeofday) can move.
-        "clock": "realtime" if config.run.timestamps == "kernel" else "monotonic",
+        "payload": s.payload, "raw": s.raw, "clock": clock,
+        # The wire's trust: flow ids are keyed per run, so a packet of another run or a
+        # forger is foreign; stamps before this instant are not this run's (docs/wire.md).
+        "run_key": addresses["run_key"], "n_senders": n_senders, "flows_per_sender": s.flows,
+        "run_start_ns": native.now_ns(native.CLOCK_REALTIME if clock == "realtime"
+                                      else native.CLOCK_MONOTONIC),
     }
     if w.role == "sender":
         destinations = addresses["destinations"]
@@ -132,13 +142,17 @@ class Trial:
 
     def __init__(self, config: Config, workers: list[WorkerSpec] | None = None,
                  addresses: dict[str, Any] | None = None, sampler: Sampler | None = None,
-                 status: StatusSink | None = None, groups: list[Group] | None = None) -> None:
+                 status: StatusSink | None = None, groups: list[Group] | None = None,
+                 watch: Callable[[], str | None] | None = None) -> None:
         self.config = config
+        self.watch = watch  # says why the run can no longer be true (its lab vanished), or None
         if groups is None:
             groups = [LocalGroup(worker_specs(config, workers or [], addresses or {}))]
         self.groups = groups
         self.sampler = sampler
         self.status = status
+        # Status lines keep their own pace (run.display_interval), apart from sampling.
+        self.pace = StatusPace(config.run.display_interval, config.run.interval)
         # The run's slots: every group's, in order; a worker's slot is its place here.
         self.slots = [(g, spec) for g in groups for spec in g.specs]
         self.outcome = TrialOutcome(config=config, workers=[])
@@ -161,8 +175,9 @@ class Trial:
                     self.outcome.failure = "; ".join(problems)
                     return self.outcome
             self._measure()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (stopsignals.Stopped)
             self.outcome.interrupted = True
+            self.outcome.stopped_by = stopsignals.name(getattr(exc, "signum", signal.SIGINT))
         except OSError as exc:  # a host's connection broke while we talked to it
             self.outcome.failure = str(exc)
         finally:
@@ -183,6 +198,7 @@ class Trial:
         next_sample = run.interval
         last = self._read_all()
         last_t = 0.0
+        self.pace.shown = self._packets(last)
         while schedule:
             now = time.monotonic() - t0
             due = min(next_sample, schedule[0][1])
@@ -207,17 +223,28 @@ class Trial:
                 return
 
     def _check_workers(self) -> bool:
-        """True when a worker (or a host) has failed: the run stops and says who and why."""
+        """True when a worker (or a host) has failed or stalled, or what the run measures
+        through is gone: the run stops and says who and why."""
         for g in self.groups:
             failure = g.check()
             if failure:
                 self.outcome.failure = failure
                 return True
-        return False
+        gone = self.watch() if self.watch is not None else None
+        if gone:
+            self.outcome.failure = gone
+        return bool(gone)
 
     def _shutdown(self) -> None:
-        """Stop loops, collect results, reap everyone; Ctrl-C during this is ignored."""
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        """Stop loops, collect results, reap everyone. A stop signal during this is recorded,
+        not raised: what was measured is collected first."""
+        with stopsignals.deferred():
+            self._collect()
+        if stopsignals.received() and not self.outcome.interrupted:
+            self.outcome.interrupted = True
+            self.outcome.stopped_by = stopsignals.name(stopsignals.received())
+
+    def _collect(self) -> None:
         try:
             for g in self.groups:
                 self._guarded(g, lambda g=g: g.finish(RESULT_TIMEOUT_S))
@@ -225,12 +252,23 @@ class Trial:
             for g in self.groups:
                 self._guarded(g, lambda g=g: self._take_histograms(g))
             self._snapshot_counters("end")
+            self._finish_sampling()
         finally:
             for g in self.groups:
                 self._guarded(g, g.close)
                 self.outcome.workers += [{**r, "slot": slot} for slot, r in
                                          zip(self._slots_of(g), g.records())]
-            signal.signal(signal.SIGINT, previous)
+
+    def _finish_sampling(self) -> None:
+        """The sampler's last captures parsed while every host still answers (a remote
+        host's counters come over its connection, which closing its group ends)."""
+        finish = getattr(self.sampler, "finish", None)
+        if finish is None:
+            return
+        try:
+            finish()
+        except OSError as exc:  # a host lost now: its counters are missing, the others kept
+            self.outcome.failure = self.outcome.failure or str(exc)
 
     def _take_histograms(self, group: Group) -> None:
         for kind, by_receiver in group.histograms().items():
@@ -276,7 +314,9 @@ class Trial:
 
     def _snapshot_counters(self, name: str) -> None:
         if self.sampler is not None:
-            self.outcome.counter_snapshots.append((self._elapsed(), name, self.sampler(name)))
+            taken = self.sampler(name)
+            if name != "interval":  # marks only: a list per sample would grow with the run
+                self.outcome.counter_snapshots.append((self._elapsed(), name, taken))
 
     def _phase(self, t: float) -> str:
         run = self.config.run
@@ -284,23 +324,28 @@ class Trial:
             return "warmup"
         return "measure" if t < run.warmup + run.duration else "drain"
 
+    def _packets(self, slots: list[dict[str, int]]) -> dict[str, int]:
+        """Packets so far by role (sender, receiver)."""
+        out = {"sender": 0, "receiver": 0}
+        for slot, (_, w) in enumerate(self.slots):
+            out[w["role"]] += slots[slot]["packets"]
+        return out
+
     def _sample(self, t: float, last: list[dict[str, int]], last_t: float):
         current = self._read_all()
         phase = self._phase((t + last_t) / 2)  # the phase most of the interval was in
-        totals = {"sender": 0, "receiver": 0}
         for slot, (g, w) in enumerate(self.slots):
             row = {"t": round(t, 6), "phase": phase, "host": g.host,
                    "worker": worker_label(g.host, w["role"], w["index"]), "role": w["role"], "index": w["index"],
                    "cpu": w.get("cpu")}
             row.update({k: current[slot][k] for k in native.COUNTERS if k not in ("last_errno",)})
             self.outcome.samples.append(row)
-            totals[w["role"]] += current[slot]["packets"] - last[slot]["packets"]
         if self.sampler is not None:
             self._snapshot_counters("interval")
-        if self.status is not None:
-            span = max(t - last_t, 1e-9)
-            self.status({"t0": last_t, "t1": t, "phase": phase,
-                         "tx_pps": totals["sender"] / span, "rx_pps": totals["receiver"] / span})
+        line = self.pace.line(t, self._packets(current))
+        if line is not None and self.status is not None:
+            line["phase"] = self._phase((line["t0"] + line["t1"]) / 2)
+            self.status(line)
         return current, t
 
 

@@ -7,6 +7,7 @@ the shape of what it reads, and always reaps: SIGTERM, then SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .linebuf import LineBuffer, read_available
+
+MAX_WORKER_LINE = 64 << 20
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "TMPDIR")
 
 
@@ -29,7 +33,9 @@ class WorkerHandle:
     cpu: int | None
     proc: subprocess.Popen
     events: list[dict[str, Any]] = field(default_factory=list)
-    _buffer: bytes = b""
+    killed_for: str | None = None  # why pps killed it (a stall), if it did
+    # A worker's lines are small (its result lists its flows); one past this is garbage.
+    _lines: LineBuffer = field(default_factory=lambda: LineBuffer(MAX_WORKER_LINE))
 
     @property
     def name(self) -> str:
@@ -44,8 +50,8 @@ class WorkerHandle:
 
     def read_events(self) -> None:
         """Take whatever the worker has written, without blocking."""
-        messages, self._buffer = read_json_lines(self.proc.stdout.fileno(), self._buffer)
-        for message in messages:
+        lines = read_available(self.proc.stdout.fileno(), self._lines)
+        for message in parse_json_lines(lines):
             if not isinstance(message, dict) or "event" not in message:
                 message = {"event": "garbled", "text": str(message)[:200]}
             self.events.append(message)
@@ -54,19 +60,36 @@ class WorkerHandle:
         return self.proc.poll() is not None
 
     def failure(self) -> str | None:
-        """Why this worker failed, or None while it is healthy or finished well."""
+        """Why this worker failed, or None while it is healthy or finished well. A worker
+        that reported its result is healthy however it was reaped: the reaper's SIGTERM can
+        reach it between its last line and its exit."""
         error = self.event("error")
         if error:
             return str(error.get("message"))
+        if self.killed_for:
+            return self.killed_for
         code = self.proc.poll()
-        if code is None or (code == 0 and self.event("result")):
+        if code is None or self.event("result"):
             return None
         if code < 0:
             return f"killed by signal {signal.Signals(-code).name}"
         return f"exited with status {code} before reporting"
 
+    def kill(self, reason: str = "stalled") -> None:
+        """End a worker that can no longer be trusted (stopped, stuck): SIGKILL works on a
+        stopped process too. Reaped by stop()."""
+        self.killed_for = self.killed_for or reason
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
     def stop(self, grace_s: float = 1.0) -> None:
-        """Politely, then firmly; always reaped."""
+        """Let a worker that has reported its result exit by itself; then politely, then
+        firmly. Always reaped; a second call does nothing."""
+        if self.proc.stdout.closed:
+            return
+        if self.event("result") and not self.killed_for:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(grace_s)
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
             if self.proc.poll() is not None:
                 break
@@ -83,25 +106,15 @@ class WorkerHandle:
         self.proc.stdout.close()
 
 
-def read_json_lines(fd: int, buffer: bytes) -> tuple[list[Any], bytes]:
-    """Everything readable now on a non-blocking pipe, as parsed JSON lines, and the partial
-    line left over. A line that is not JSON comes back as its text (a str), never raised."""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        buffer += chunk
-    *lines, buffer = buffer.split(b"\n")
+def parse_json_lines(lines: list[bytes]) -> list[Any]:
+    """Each line as parsed JSON; a line that is not JSON comes back as its text (a str)."""
     messages: list[Any] = []
     for line in lines:
         try:
             messages.append(json.loads(line))
         except ValueError:
             messages.append(line[:200].decode(errors="replace"))
-    return messages, buffer
+    return messages
 
 
 def spawn_worker(spec: dict[str, Any], pass_fds: tuple[int, ...]) -> WorkerHandle:

@@ -7,6 +7,11 @@ an ssh option. BatchMode makes ssh fail instead of asking for a password nobody 
 
 ssh runs in its own session: Ctrl-C reaches pps only, which then stops the remote workers
 in order and fetches what they measured, instead of ssh dying at once with the results.
+
+Every reply is awaited for a bounded time. A host that lets one pass (its agent stopped,
+its machine froze while the TCP connection stays up, which ssh's keepalives do not see)
+is lost for the rest of the run: later requests fail at once instead of each waiting out
+its own timeout, so a stalled host ends the run within about one reply timeout.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from typing import Any
 from .agent import PROTOCOL
 from .errors import ConfigError, EnvironmentNotAble, PpsError
 from .hosts_config import HostSpec
-from .procs import read_json_lines
+from .linebuf import LineBuffer, read_available
 
 HELLO_TIMEOUT_S = 30.0
-REPLY_TIMEOUT_S = 30.0
+# A read, collect, go or stop takes milliseconds; an agent silent this long is stalled.
+REPLY_TIMEOUT_S = 10.0
+HISTOGRAMS_TIMEOUT_S = 30.0
+# Histograms of many receivers are the longest replies, a few MiB; more is not the agent.
+MAX_REPLY_BYTES = 64 << 20
 
 
 def ssh_argv(host: HostSpec) -> list[str]:
@@ -51,8 +60,9 @@ class HostSession:
         self.hello: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []  # unsolicited: {"event": "failed", ...}
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
-        self._buffer = b""
+        self._lines = LineBuffer(MAX_REPLY_BYTES)
         self._next_id = 0
+        self.stalled: str | None = None  # why the host was given up on, once it was
 
     @property
     def name(self) -> str:
@@ -67,7 +77,8 @@ class HostSession:
         os.set_blocking(self.proc.stdout.fileno(), False)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         try:
-            self.hello = self._next_message(HELLO_TIMEOUT_S, lambda m: m.get("event") == "hello")
+            self.hello = self._next_message(HELLO_TIMEOUT_S, lambda m: m.get("event") == "hello",
+                                            "its hello")
         except HostLost:
             raise self._start_failure() from None
         self._check_hello()
@@ -121,10 +132,12 @@ class HostSession:
     # ------------------------------------------------------------------ conversation
     def request(self, op: str, timeout_s: float = REPLY_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its reply; errors come back as PpsErrors."""
+        if self.stalled:
+            raise HostLost(self.stalled)
         self._next_id += 1
         rid = self._next_id
         self._send({"op": op, "id": rid, **fields})
-        reply = self._next_message(timeout_s, lambda m: m.get("re") == rid)
+        reply = self._next_message(timeout_s, lambda m: m.get("re") == rid, repr(op))
         if not reply.get("ok"):
             error = f"host {self.name}: {reply.get('error')}"
             code = reply.get("exit_code")
@@ -140,6 +153,8 @@ class HostSession:
             raise self.lost() from None
 
     def lost(self) -> HostLost:
+        if self.stalled:
+            return HostLost(self.stalled)
         code = self.proc.poll() if self.proc else None
         how = f"ssh exited with status {code}" if code is not None else "no reply"
         said = self.stderr_tail()
@@ -150,14 +165,24 @@ class HostSession:
         self._read_available()
 
     def _read_available(self) -> None:
-        messages, self._buffer = read_json_lines(self.proc.stdout.fileno(), self._buffer)
-        for message in messages:
-            if isinstance(message, dict):
-                self.events.append(message)
-            else:  # not the protocol: keep it with what the host said, for the error message
-                self._stderr.append(f"(stdout) {str(message)[:200]}")
+        """Take every complete line the agent has written, without blocking."""
+        for line in read_available(self.proc.stdout.fileno(), self._lines):
+            self._take(line)
+        if self._lines.too_long and not self.stalled:
+            self.stalled = (f"host {self.name}: the agent sent a line over {MAX_REPLY_BYTES} "
+                            "bytes, which is no reply; the host is given up on")
 
-    def _next_message(self, timeout_s: float, wanted) -> dict[str, Any]:
+    def _take(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if isinstance(message, dict):
+            self.events.append(message)
+        elif line.strip():  # not the protocol: keep it with what the host said, for the error
+            self._stderr.append(f"(stdout) {line[:200].decode(errors='replace')}")
+
+    def _next_message(self, timeout_s: float, wanted, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
             exited = self.proc.poll() is not None  # before reading: its last words count
@@ -165,11 +190,15 @@ class HostSession:
             for i, message in enumerate(self.events):
                 if wanted(message):
                     return self.events.pop(i)
+            if self.stalled:
+                raise HostLost(self.stalled)
             if exited:
                 raise self.lost()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self.lost()
+                self.stalled = (f"host {self.name}: no answer to {what} within {timeout_s:.0f} s; "
+                                "the agent there stopped answering")
+                raise HostLost(self.stalled)
             select.select([self.proc.stdout], [], [], min(left, 0.1))
 
     def _wait_exit(self, timeout_s: float) -> int | None:
@@ -186,7 +215,9 @@ class HostSession:
             self.proc.stdin.close()
         except OSError:
             pass
-        if self._wait_exit(5.0) is None:
+        # A stalled agent will not see its input close: stop ssh now, which drops the
+        # connection; the agent stops its workers whenever it runs again.
+        if self._wait_exit(0.0 if self.stalled else 5.0) is None:
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     self.proc.send_signal(sig)
@@ -229,7 +260,7 @@ class RemoteGroup:
         failed = next((e for e in s.events if e.get("event") == "failed"), None)
         if failed:
             return f"host {self.host}: {failed['message']}"
-        if s.proc.poll() is not None:
+        if s.stalled or s.proc.poll() is not None:
             return str(s.lost())
         return None
 
@@ -237,7 +268,7 @@ class RemoteGroup:
         self.session.request("finish", timeout_s=timeout_s + 10, wait_s=timeout_s)
 
     def histograms(self) -> dict[str, dict[int, list[int]]]:
-        reply = self.session.request("histograms")
+        reply = self.session.request("histograms", timeout_s=HISTOGRAMS_TIMEOUT_S)
         return {kind: {int(k): v for k, v in by_receiver.items()}
                 for kind, by_receiver in reply["histograms"].items()}
 

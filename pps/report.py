@@ -1,25 +1,26 @@
-"""`pps report`: a Markdown summary and PNG plots of one or more results directories
-(single trials or sweeps). It reads only what the directories hold, so a report can be made
+"""`pps report`: a Markdown summary, a self-contained HTML page and PNG plots of one or more
+results directories (single trials, sweeps or searches; runs and sweeps get their sections
+from report_runs, searches from search_report; both as report_doc blocks, written as
+report.md and report.html).
+It reads only what the directories hold, so a report can be made
 anywhere, later, from copied results; missing tables and older schema versions only leave
 plots or columns out, with a note saying which.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import os
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from . import plots
-from .display import duration_ns, rate
-from .errors import ConfigError
-from .results import TrialResults, is_sweep, read_trial, trial_dirs
+from .errors import ConfigError, EnvironmentNotAble
+from .results import TrialResults, check_out_dir, is_sweep, read_sweep_json, read_trial, trial_dirs
+from .search_results import SavedSearch, is_search, read_search
+from .report_doc import Block, Heading, to_markdown
+from .report_html import write_html
+from .report_runs import MAX_TRIALS_PLOTTED, runs_blocks
+from .safe_io import describe_oserror, shown, write_text_atomic
 from .sweep import trial_row
-
-MAX_TRIALS_PLOTTED = 12  # per-trial plots stay readable; the first repetitions come first
 
 
 class Loaded:
@@ -35,7 +36,7 @@ class Loaded:
 
 
 def _label(source: str, point: dict[str, Any], rep: int, multi: bool) -> str:
-    parts = [source] if multi else []
+    parts = [source] if multi or not point else []  # "r1" alone would name nothing
     parts += [f"{k.split('.')[-1]}={v}" for k, v in point.items()]
     return " ".join(parts + [f"r{rep + 1}"])
 
@@ -45,14 +46,10 @@ def load(paths: list[Path]) -> Loaded:
     names = [_source_name(p, paths) for p in paths]
     multi = len(paths) > 1
     for path, source in zip(paths, names):
-        if not Path(path).is_dir():
-            raise ConfigError(f"{path}: no such results directory")
         entries: dict[str, dict[str, Any]] = {}
+        dirs = trial_dirs(path)  # checks that path is a results directory
         if is_sweep(path):
-            try:
-                sweep = json.loads((Path(path) / "sweep.json").read_text())
-            except ValueError as exc:
-                raise ConfigError(f"{path}/sweep.json: not valid JSON: {exc}") from None
+            sweep = read_sweep_json(path)
             entries = {Path(t["results"]).name: t for t in sweep.get("trials", []) if t.get("results")}
             pending = sum(1 for t in sweep.get("trials", []) if t.get("status") == "pending")
             if pending:
@@ -60,8 +57,12 @@ def load(paths: list[Path]) -> Loaded:
             for key in (sweep.get("config") or {}).get("sweep") or {}:
                 if key not in data.params:
                     data.params.append(key)
-        for trial_dir in trial_dirs(path):
+        label = None
+        for trial_dir in dirs:
             trial = read_trial(trial_dir)
+            if label is None:  # run.label names the directory in tables and plots
+                label = _run_label(trial.run)
+                source = f"{source} ({label})" if label else source
             entry = entries.get(trial_dir.name, {})
             point = entry.get("point") or {}
             rep = int(entry.get("repetition") or 0)
@@ -76,7 +77,7 @@ def load(paths: list[Path]) -> Loaded:
                 data.notes.append(f"{trial_dir}: no {', '.join(missing)} table(s); plots leave it out")
         first = data.trials[-1] if data.trials else None
         host = ((first.run.get("host") or {}).get("before") or {}) if first else {}
-        data.sources.append({"source": source, "path": str(path), "sweep": is_sweep(path),
+        data.sources.append({"source": source, "label": label, "path": str(path), "sweep": is_sweep(path),
                              "schema_version": first.run.get("schema_version", 1) if first else None,
                              "kernel": host.get("kernel"), "cpu_model": host.get("cpu_model"),
                              "cpu_count": host.get("cpu_count"),
@@ -84,6 +85,11 @@ def load(paths: list[Path]) -> Loaded:
     if not data.trials:
         raise ConfigError(f"{', '.join(map(str, paths))}: no trials to report on")
     return data
+
+
+def _run_label(run: dict[str, Any]) -> str:
+    label = ((run.get("config") or {}).get("run") or {}).get("label")
+    return shown(label) if isinstance(label, str) and label else ""
 
 
 def _source_name(path: Path, paths: list[Path]) -> str:
@@ -98,59 +104,6 @@ def _status(summary: dict[str, Any]) -> str:
     return "failed" if summary.get("failure") else "done"
 
 
-# ----------------------------------------------------------------------------- markdown
-
-def _cell(value: Any, kind: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if kind == "pps":
-        return rate(float(value)).strip()
-    if kind == "pct":
-        return f"{float(value):.3%}"
-    if kind == "ns":
-        return duration_ns(int(value))
-    if isinstance(value, float):
-        return f"{value:,.3g}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
-def points_table(runs: pd.DataFrame, params: list[str]) -> list[str]:
-    """One row per point (and source): medians and spread over its finished repetitions."""
-    done = runs[runs["status"] == "done"]
-    if done.empty:
-        return ["No finished trials."]
-    keys = ["source", *[p for p in params if p in done]]
-    rows = []
-    for key, g in done.groupby(keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        rx = g["rx_pps"].dropna()
-        rows.append([*map(str, key), str(len(g)), _cell(rx.median(), "pps"),
-                     f"{_cell(rx.min(), 'pps')} .. {_cell(rx.max(), 'pps')}",
-                     _cell(g["tx_pps"].median(), "pps"), _cell(g["loss_ratio"].median(), "pct"),
-                     _cell(g["latency_p50_ns"].median(), "ns"), _cell(g["latency_p99_ns"].median(), "ns")])
-    return _table([*keys, "n", "rx median", "rx min .. max", "tx median", "loss", "p50", "p99"], rows)
-
-
-def trials_table(runs: pd.DataFrame, params: list[str]) -> list[str]:
-    layers = [c for c in runs.columns if c.startswith("drops_")]
-    rows = []
-    for _, r in runs.iterrows():
-        drops = ", ".join(f"{c[6:]} {int(r[c]):,}" for c in layers
-                          if pd.notna(r[c]) and r[c]) or "-"
-        rows.append([r["source"], r["trial"], *[_cell(r.get(p)) for p in params], str(r["repetition"] + 1),
-                     r["status"], _cell(r["rx_pps"], "pps"), _cell(r["tx_pps"], "pps"),
-                     _cell(r["loss_ratio"], "pct"), drops, _cell(r.get("unaccounted")),
-                     _cell(r.get("receiver_cpu_s"))])
-    return _table(["source", "trial", *params, "rep", "status", "rx", "tx", "loss", "drops by layer",
-                   "unaccounted", "receiver CPU s"], rows)
-
-
 def _pick(data: Loaded) -> tuple[list[TrialResults], list[str]]:
     """Trials for the per-trial plots: first repetitions first, at most MAX_TRIALS_PLOTTED."""
     order = sorted(range(len(data.trials)), key=lambda i: (data.rows[i]["repetition"], i))
@@ -159,49 +112,59 @@ def _pick(data: Loaded) -> tuple[list[TrialResults], list[str]]:
 
 
 def write_report(paths: list[Path], out: Path) -> dict[str, Any]:
-    """Write OUT/report.md and OUT/*.png; returns {"markdown", "plots", "notes"}."""
-    data = load([Path(p) for p in paths])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = pd.DataFrame(data.rows)
-    params = [p for p in data.params if p in runs]
-    runs.to_csv(out / "runs.csv", index=False)
-    images: list[tuple[str, Path]] = []
-    for param in params:
-        series = ([c for c in params if c != param] + (["source"] if len(paths) > 1 else []))
-        png = plots.rate_vs_param(runs, param, series, out / f"rate-vs-{param.replace('.', '-')}.png")
-        if png:
-            images.append((f"Rate against {param}", png))
-    if not params:
-        png = plots.rate_by_run(runs, out / "rate-by-run.png")
-        if png:
-            images.append(("Rate per run", png))
-    picked, labels = _pick(data)
-    if len(picked) < len(data.trials):
-        data.notes.append(f"per-trial plots show {len(picked)} of {len(data.trials)} trials "
-                          "(first repetitions first)")
-    for title, func, name in (("Per-worker packets", plots.workers, "workers.png"),
-                              ("Per-queue and per-CPU receive work", plots.queues, "queues.png"),
-                              ("Time series of rx rate and drops", plots.timeseries, "timeseries.png"),
-                              ("Drop ledger per trial", plots.ledger, "ledger.png")):
-        png = func(picked, labels, out / name)
-        if png:
-            images.append((title, png))
-        else:
-            data.notes.append(f"{name}: nothing to draw (the tables it needs are missing or empty)")
-    lines = ["# pps report", ""]
-    lines += _table(["source", "path", "kind", "schema", "kernel", "CPU", "revision"],
-                    [[s["source"], s["path"], "sweep" if s["sweep"] else "run",
-                      _cell(s["schema_version"]), _cell(s["kernel"]),
-                      f"{_cell(s['cpu_model'])} x{_cell(s['cpu_count'])}", _cell(s["git_revision"])]
-                     for s in data.sources])
-    lines += ["", "## Results by point", ""] + points_table(runs, params)
-    lines += ["", "## Plots", ""]
-    for title, png in images:
-        lines += [f"### {title}", "", f"![{title}]({png.name})", ""]
-    lines += ["## Trials", ""] + trials_table(runs, params)
-    if data.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in data.notes]
+    """Write OUT/report.md, OUT/report.html and OUT/*.png; returns {"markdown", "html",
+    "plots", "notes"}.
+    A report is made again over an old one, so OUT may exist, as a directory. ConfigError
+    when OUT cannot be one; EnvironmentNotAble when writing fails (a full disk)."""
+    paths = [Path(p) for p in paths]
+    runs = [p for p in paths if not is_search(p)]
+    searches = [read_search(p) for p in paths if is_search(p)]  # all read before OUT is made
+    data = load(runs) if runs else None
+    out = report_dir(Path(out))
+    try:
+        return _write(data, runs, searches, out)
+    except OSError as exc:
+        raise EnvironmentNotAble(f"{shown(out)}: cannot write the report: "
+                                 f"{describe_oserror(exc)}") from None
+
+
+def report_dir(out: Path) -> Path:
+    """OUT for a report or a history: an existing directory (made again over an old report)
+    or one that can be created; ConfigError otherwise."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"{shown(out)}: exists and is not a directory; choose another --out")
+    if not out.is_dir():
+        check_out_dir(out)  # a parent that is a file, a read-only disk: said before any work
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{shown(out)}: cannot create the report directory: "
+                          f"{describe_oserror(exc)}") from None
+    return out
+
+
+def _write(data: Loaded | None, paths: list[Path], searches: list[SavedSearch],
+           out: Path) -> dict[str, Any]:
+    from .search_report import search_sections
+
+    blocks: list[Block] = [Heading(1, "pps report")]
+    pngs: list[Path] = []
+    notes: list[str] = []
+    if data is not None:
+        picked, labels = _pick(data)
+        if len(picked) < len(data.trials):
+            data.notes.append(f"per-trial plots show {len(picked)} of {len(data.trials)} trials "
+                              "(first repetitions first)")
+        run_blocks, run_pngs = runs_blocks(data, picked, labels, len(paths) > 1, out)
+        blocks += run_blocks
+        pngs += run_pngs
+        notes += data.notes
+    if searches:
+        search_blocks, search_pngs, search_notes = search_sections(searches, out)
+        blocks += search_blocks
+        pngs += search_pngs
+        notes += search_notes
     markdown = out / "report.md"
-    markdown.write_text("\n".join(lines) + "\n")
-    return {"markdown": markdown, "plots": [p for _, p in images], "notes": data.notes}
+    write_text_atomic(markdown, to_markdown(blocks))
+    page = write_html(blocks, out / "report.html")
+    return {"markdown": markdown, "html": page, "plots": pngs, "notes": notes}

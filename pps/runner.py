@@ -4,22 +4,24 @@ ledger -> results directory. The CLI and sweeps call `execute`; nothing here pri
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import flowpick, latency, metadata, netns, offload, selfpin, summary
+from . import flowpick, latency, metadata, netns, offload, selfpin, stopsignals, summary
 from .balance import balance
 from .config import Config
 from .errors import ConfigError, EnvironmentNotAble
 from .orchestrator import Trial, TrialOutcome, WorkerSpec
 from .placement import Plan, plan_workers
-from .results import write_trial
+from .results import save_trial
 from .sockets import ensure_port_free
 from .topology import Topology, read_topology
 
@@ -33,6 +35,7 @@ class RunReport:
     tables: dict[str, pd.DataFrame]
     outcome: TrialOutcome
     results_dir: Path | None = None
+    save_notes: list[str] = field(default_factory=list)  # where results went, if not --out
 
 
 def check_target_allowed(config: Config, confirmed: bool) -> None:
@@ -81,12 +84,15 @@ def _worker_specs(plan: Plan, send_ns: str | None, recv_ns: str | None) -> list[
 
 
 def _addresses(config: Config, lab: Any | None) -> dict[str, Any]:
+    """What every host's workers share about the wire: where to send, where to listen, and
+    the run's random key, from which the flow ids on the wire are derived."""
+    run_key = secrets.randbits(32)
     if lab is not None:
-        return {"destinations": [lab.receiver_addr], "bind": lab.receiver_addr}
+        return {"destinations": [lab.receiver_addr], "bind": lab.receiver_addr, "run_key": run_key}
     targets = list(config.target.all_addresses)
     # Several destination addresses: receivers listen on all of them.
     bind = targets[0] if len(targets) == 1 else ("::" if ":" in targets[0] else "0.0.0.0")
-    return {"destinations": targets, "bind": bind}
+    return {"destinations": targets, "bind": bind, "run_key": run_key}
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -111,8 +117,10 @@ def host_checks(config: Config, topology: Topology, plan: Plan, root: str,
 def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: bool = False,
             status: ProgressFn | None = None, csv: bool = False,
             sampler_factory: Callable[..., Any] | None = None,
-            notice: NoticeFn | None = None) -> RunReport:
-    """Run one trial of `config` and save it under `out` (None: keep it in memory)."""
+            notice: NoticeFn | None = None, on_start: ProgressFn | None = None) -> RunReport:
+    """Run one trial of `config` and save it under `out` (None: keep it in memory).
+    `on_start` is told what is about to run (host, resolved config, plan) before the
+    first packet; `status` then gets one record per display interval."""
     check_target_allowed(config, confirmed)
     if config.remote:  # some workers run on other hosts, over SSH
         from .multihost import execute_across_hosts
@@ -122,7 +130,8 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
     offload.probe_kernel_support(config)  # no UDP_SEGMENT/UDP_GRO/SO_BUSY_POLL: exit 3, nothing started
     from .labrun import LabSession  # the lab imports pyroute2 pieces only when used
 
-    with LabSession(config) as lab:
+    # Once the trial is over, what it measured is written whatever signal arrives.
+    with contextlib.ExitStack() as finishing, LabSession(config) as lab:
         topology, plan = make_plan(config, root)
         checks = host_checks(config, topology, plan, root, notice)
         send_ns = lab.sender_ns if lab else None
@@ -137,25 +146,60 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         if config.collect.enabled and sampler_factory is not None:
             sampler = sampler_factory(config, lab, plan)
         host_before = metadata.host(root)
+        if on_start is not None:
+            on_start({"host": host_before, "config": config.to_dict(), "plan": plan.to_dict()})
+        watch = vanish_watch(lab, plan.device)
         with selfpin.off_worker_cpus(w.cpu for w in plan.workers) as orchestrator:
-            outcome = Trial(config, specs, addresses, sampler=sampler, status=status).run()
+            outcome = Trial(config, specs, addresses, sampler=sampler, status=status,
+                            watch=watch).run()
+        finishing.enter_context(stopsignals.deferred())
         host_after = metadata.host(root)
         lab_info = lab.describe() if lab else None
-    report = build_report(config, plan, topology, outcome, warnings, host_before, host_after,
-                          lab_info, sampler)
-    report.run_json["checks"] = checks["checks"]
-    report.run_json["orchestrator"] = orchestrator
-    flowpick.record(report, pick)
-    if out is not None:
-        report.results_dir = write_trial(out, report.run_json, report.tables, csv=csv)
-        report.summary["results_dir"] = str(report.results_dir)
+        report = build_report(config, plan, topology, outcome, warnings, host_before,
+                              host_after, lab_info, sampler)
+        report.run_json["checks"] = checks["checks"]
+        report.run_json["orchestrator"] = orchestrator
+        flowpick.record(report, pick)
+        if out is not None:
+            save(report, out, csv)
     return report
+
+
+def save(report: RunReport, out: Path, csv: bool) -> None:
+    """Write the results directory, whatever signal arrives meanwhile; where `out` cannot be
+    written, the results go to a rescue directory and the report's notes say where and why."""
+    with stopsignals.deferred():
+        saved = save_trial(out, report.run_json, report.tables, csv=csv)
+    report.results_dir, report.summary["results_dir"] = saved.path, str(saved.path)
+    report.save_notes.extend(saved.notes)
+
+
+def vanish_watch(lab: Any | None, device: str | None) -> Callable[[], str | None]:
+    """A check, cheap enough for every liveness tick (one stat per path), that the lab's
+    namespaces and the measured device still exist: a run whose lab is pulled away (`pps
+    lab down --force`) or whose NIC disappears would otherwise count zeros as a result."""
+    if lab is not None:
+        paths = {os.path.join(netns.NETNS_RUN_DIR, ns): f"lab {lab.id!r} (netns {ns})"
+                 for ns in (lab.sender_ns, lab.receiver_ns)}
+    elif device and device != "lo":
+        paths = {f"/sys/class/net/{device}": f"device {device}"}
+    else:
+        paths = {}
+
+    def gone() -> str | None:
+        for path, what in paths.items():
+            if not os.path.exists(path):
+                return f"{what} vanished during the run"
+        return None
+    return gone
 
 
 def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialOutcome,
                  warnings: list[str], host_before: dict, host_after: dict,
                  lab_info: dict | None, sampler: Any | None) -> RunReport:
     result = summary.summarize(outcome)
+    if outcome.interrupted:
+        result["stopped_by"] = outcome.stopped_by
     warnings += offload.offload_warnings(config, config.lab.enabled, result)
     warnings += offload.pacing_warnings(config, result)
     warnings += offload.timestamp_warnings(config, result)

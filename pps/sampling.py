@@ -1,5 +1,10 @@
-"""Counter sampling for one run: which namespaces and devices to read, the snapshots taken
-at each mark, and from them the counters table and the drop ledger."""
+"""Counter sampling for one run: which namespaces and devices to read, the snapshot taken at
+each mark, and from them the counters table and the drop ledger.
+
+A run may last hours, so nothing here grows with its length: each raw capture goes to a
+counter stream (pps.counterstream) that parses it while the run goes, off the workers, and
+keeps only running totals; the table itself is on disk (a pps.spill.SpilledTable).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,32 @@ from typing import Any
 
 import pandas as pd
 
-from . import collectors, counters
-from .collectors.capture import Capture, Capturer
+from . import collectors
+from .collectors.capture import Capturer
 from .config import Config
+from .counterstream import ChildStream, StreamResult
 from .ledger import build_ledger
+from .spill import SpilledTable
+
+
+class SamplingCost:
+    """What the snapshots cost the orchestrator, in constant space: count, sum and max of
+    the seconds each one took, for light (interval) and full (mark) snapshots."""
+
+    def __init__(self) -> None:
+        self.count = {"interval": 0, "mark": 0}
+        self.seconds = {"interval": 0.0, "mark": 0.0}
+        self.longest = 0.0
+
+    def add(self, mark: str, seconds: float) -> None:
+        kind = "interval" if mark == "interval" else "mark"
+        self.count[kind] += 1
+        self.seconds[kind] += seconds
+        self.longest = max(self.longest, seconds)
 
 
 class CounterSampler:
-    """Called by the orchestrator with a mark name; keeps every snapshot it takes."""
+    """Called by the orchestrator with a mark name; streams every snapshot it takes."""
 
     def __init__(self, scopes: list[collectors.Scope], send_netns: str | None,
                  recv_netns: str | None, recv_device: str | None,
@@ -26,15 +49,12 @@ class CounterSampler:
         self.send_netns = send_netns
         self.recv_netns = recv_netns
         self.recv_device = recv_device
-        self.snapshots: list[tuple[float, str, Capture]] = []  # raw; parsed after the run
         self._capturer = Capturer(scopes, sources)
-        self._parsed: list[tuple[float, list]] | None = None
-        self.unavailable: dict[tuple[str, str | None, str | None], str] = {}
-        self.seconds: list[float] = []  # cost of each snapshot, to report sampling overhead
+        self._stream = ChildStream(self._capturer.scopes, self.sources)
+        self.taken = 0
+        self.cost = SamplingCost()  # to report the sampling overhead
         self._drivers = collectors.device_drivers(scopes)
         self._t0 = time.monotonic()
-        self._table: pd.DataFrame | None = None  # built once, after the last snapshot
-        self._totals: pd.DataFrame | None = None
 
     @classmethod
     def for_run(cls, config: Config, lab: Any | None, plan: Any,
@@ -48,40 +68,31 @@ class CounterSampler:
         return cls([collectors.Scope(None, (device,), (port,))], None, None, device, sources)
 
     def __call__(self, mark: str) -> None:
-        """Read every counter now; only the bytes are kept (see pps.collectors.capture).
-        Interval samples are light: collectors not able at the last mark are not retried."""
+        """Read every counter now; only the bytes are taken here (see pps.collectors.capture),
+        and handed to the stream. Interval samples are light: collectors not able at the last
+        mark are not retried."""
+        if self._stream.result is not None:
+            raise RuntimeError("the sampler has finished; a new run needs a new sampler")
         began = time.monotonic()
         cap = self._capturer.take(full=mark != "interval")
-        self.seconds.append(time.monotonic() - began)
-        self.snapshots.append((began - self._t0, mark, cap))
-        self._parsed = self._table = self._totals = None
+        self.cost.add(mark, time.monotonic() - began)
+        self._stream.add(began - self._t0, mark, cap)
+        self.taken += 1
 
-    def readings(self) -> list[tuple[float, list]]:
-        """(t, [(netns, Reading), ...]) per snapshot: the captures parsed, once, after the
-        last one (the readers are closed then; a later snapshot would open them again)."""
-        if self._parsed is None:
-            self._capturer.close()
-            self._parsed = []
-            for t, _, cap in self.snapshots:
-                readings, missing = self._capturer.parse(cap)
-                self._parsed.append((t, readings))
-                for m in missing:
-                    self.unavailable.setdefault((m.source, m.device, m.netns), m.reason)
-        return self._parsed
+    def finish(self) -> StreamResult:
+        """The end of sampling: readers closed, the stream's last captures parsed."""
+        self._capturer.close()
+        return self._stream.finish()
 
-    def table(self) -> pd.DataFrame:
-        if self._table is None:
-            self._table = counters.to_frame(self.readings())
-        return self._table
+    def table(self) -> SpilledTable | None:
+        return self.finish().table
 
     def totals(self) -> pd.DataFrame:
         """Change of every series over the whole run: first snapshot (before go) to last."""
-        if self._totals is None:
-            self._totals = counters.totals(self.table())
-        return self._totals
+        return self.finish().totals
 
     def ledger(self, sent: int, received: int) -> dict[str, Any] | None:
-        if len(self.snapshots) < 2:
+        if self.finish().snapshots < 2:
             return None
         ledger = build_ledger(sent, received, self.totals(), self.send_netns, self.recv_netns,
                               devices=self._drivers)
@@ -91,7 +102,8 @@ class CounterSampler:
         return {**ledger.to_dict(), "text": ledger.format_text()}
 
     def notes(self) -> list[str]:
-        self.readings()  # parse failures are found only when parsing
-        return [f"{source} unavailable{f' on {dev}' if dev else ''}: {reason}"
-                for (source, dev, _ns), reason in self.unavailable.items()
-                if source not in ("ethtool", "qstats")]  # lo has neither; that is expected
+        result = self.finish()
+        notes = [f"{source} unavailable{f' on {dev}' if dev else ''}: {reason}"
+                 for (source, dev, _ns), reason in result.unavailable.items()
+                 if source not in ("ethtool", "qstats")]  # lo has neither; that is expected
+        return notes + ([result.problem] if result.problem and self.taken else [])

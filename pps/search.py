@@ -1,7 +1,7 @@
 """The no-drop and partial-drop rate search (RFC 2544 throughput, TRex NDR, FD.io MLRsearch).
 
 Two brackets share one list of trials. A trial at offered rate r passes a bracket when its
-loss ratio over the measurement window (see `window_loss`) is within the bracket's bound (0 for NDR, search.loss_bound for PDR) and the
+loss ratio over the measurement window (see `window_loss`) is within the bracket's bound (0 for NDR, search.loss_bound percent for PDR) and the
 senders really offered r (within search.precision); a sender that cannot reach the rate
 has not shown that the receiver can take it. Each bracket's bounds are derived from all
 trials so far, conservatively: `hi` is the lowest rate that failed, `lo` the highest rate
@@ -10,23 +10,21 @@ that fails moves `hi` down, and the bisection goes on below it. So the final tri
 repeated (search.confirm times) and every repeat must pass too.
 
 The search is pure: it calls `measure(rate, phase)` for each trial and reads a clock, so
-tests drive it with a simulated system. `run_search` binds it to real trials.
+tests drive it with a simulated system. search_run.run_search binds it to real trials.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .config import Config, SearchOptions
-from .errors import ConfigError, RunFailed
+from .config import SearchOptions
+from .errors import ConfigError
 
 SEARCH_FILE = "search.json"
-SEARCH_SCHEMA = 1
+SEARCH_SCHEMA = 2  # 2: search.loss_bound is percent (1: a ratio)
 SENDER_SHORT = "senders missed the rate: repeated"
 MAX_TRIALS = 200          # a guard against a search that would never converge
 TRIAL_OVERHEAD_S = 1.0    # spawning, pinning, counters, writing: the first budget estimate
@@ -103,6 +101,8 @@ class SearchResult:
     elapsed_s: float
     max_rate: float
     options: dict[str, Any]
+    out: Any = None             # Path: where run_search saved it (a rescue directory if it had to)
+    notes: list[str] = field(default_factory=list)  # why it is not where asked
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SEARCH_SCHEMA, "status": self.status, "elapsed_s": self.elapsed_s,
@@ -138,7 +138,7 @@ class Search:
         self.first_cost = trial_cost
         self.on_trial = on_trial
         self.trials: list[TrialResult] = []
-        self.brackets = [Bracket("ndr", 0.0), Bracket("pdr", options.loss_bound)]
+        self.brackets = [Bracket("ndr", 0.0), Bracket("pdr", options.loss_bound / 100)]  # percent -> ratio
         self.max_rate = options.max_rate
         self.started = 0.0
         self.status = "done"
@@ -274,119 +274,6 @@ def _rate(x: float) -> float:
     return float(round(x))
 
 
-# ---------------------------------------------------------------------- real trials
-
-def limit_of(summary: dict[str, Any], offered: float, precision: float) -> tuple[str | None, int]:
-    """What limited a trial: the senders when they missed the offered rate, else the
-    ledger's biggest drop counter (or its unaccounted remainder), else nothing."""
-    if offered and summary.get("tx_pps", 0) < offered * (1 - precision):
-        return "sender", 0
-    ledger = summary.get("ledger") or {}
-    drops = {k: v for k, v in (ledger.get("drops") or {}).items() if v}
-    if ledger.get("unaccounted", 0) > 0:
-        drops["unaccounted"] = ledger["unaccounted"]
-    if not drops:
-        lost = summary.get("sent", 0) - summary.get("received", 0)
-        return ("unaccounted", lost) if lost > 0 else (None, 0)
-    key = max(drops, key=drops.get)
-    return key, int(drops[key])
-
-
-def window_loss(outcome: Any) -> tuple[int, int] | None:
-    """(sent, lost) in the measurement window: packets the senders handed the kernel between
-    the window's marks, and sequence gaps the receivers found between them.
-
-    The summary's loss_ratio covers the whole trial, warm-up and drain too, so a start-up
-    hiccup (processes waking, pages faulting in) fails a rate whose steady state is clean.
-    The window is what rx_pps is measured over, and what a repeat should reproduce. A gap is
-    found when the packet after it is read, so both marks see drops a queue's delay late;
-    that shift is the same at both ends. None when the receivers do not track sequences
-    (raw mode): then only the trial-wide count is there."""
-    marks = getattr(outcome, "marks", None) or {}
-    start, end = marks.get("measure_start"), marks.get("measure_end")
-    if start is None or end is None:
-        return None
-    sent = lost = 0
-    tracked = False
-    for w in outcome.workers:
-        a, b = start.slots[w["slot"]], end.slots[w["slot"]]
-        if w["role"] == "sender":
-            sent += b["packets"] - a["packets"]
-        else:
-            lost += b["lost"] - a["lost"]
-            tracked = tracked or b["flows"] > 0
-    if not tracked or sent <= 0:
-        return None
-    return sent, max(lost, 0)
-
-
-def trial_from_summary(summary: dict[str, Any], offered: float, precision: float,
-                       results_dir: str | None = None,
-                       window: tuple[int, int] | None = None) -> TrialResult:
-    lat = summary.get("latency") or {}
-    limit, count = limit_of(summary, offered, precision)
-    trial_loss = float(summary.get("loss_ratio", 0.0))
-    loss = window[1] / window[0] if window else trial_loss
-    return TrialResult(
-        index=-1, phase="", offered=offered, tx_pps=float(summary.get("tx_pps", 0.0)),
-        rx_pps=float(summary.get("rx_pps", 0.0)), loss_ratio=loss,
-        sent=int(summary.get("sent", 0)), received=int(summary.get("received", 0)),
-        p50_ns=lat.get("p50_ns"), p99_ns=lat.get("p99_ns"), trial_loss_ratio=trial_loss,
-        limit=limit, limit_count=count, results_dir=results_dir)
-
-
-def write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    from .results import dumps
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
-def run_search(config: Config, out: Path, *, confirmed: bool = False,
-               progress: Callable[[TrialResult], None] | None = None,
-               execute: Callable[..., Any] | None = None,
-               sampler_factory: Callable[..., Any] | None = None,
-               clock: Callable[[], float] = time.monotonic) -> SearchResult:
-    """Search with real trials, each a full run saved under OUT/trials/NNNN; OUT/search.json
-    is rewritten after every trial, so an interrupted search leaves a readable directory."""
-    from . import runner
-
-    execute = execute or runner.execute
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: already exists and is not empty; choose another --out")
-    (out / "trials").mkdir(parents=True, exist_ok=True)
-    options = config.search
-    run = config.run
-    search: Search
-
-    def measure(rate: float, phase: str) -> TrialResult:
-        trial_dir = out / "trials" / f"{len(search.trials):04d}"
-        report = execute(config.with_values({"senders.rate": rate}), out=trial_dir,
-                         confirmed=confirmed, sampler_factory=sampler_factory)
-        s = report.summary
-        if s.get("failure"):
-            raise RunFailed(f"trial at {rate:g} pps failed: {s['failure']} (saved in {trial_dir})")
-        t = trial_from_summary(s, rate, options.precision, str(trial_dir),
-                               window=window_loss(getattr(report, "outcome", None)))
-        if s.get("interrupted"):
-            raise TrialInterrupted(t)
-        return t
-
-    def saved(t: TrialResult) -> None:
-        write_json_atomic(out / SEARCH_FILE, {**search.result().to_dict(), "status": "running",
-                                              "config": config.to_dict()})
-        if progress is not None:
-            progress(t)
-
-    cost = run.warmup + run.duration + run.drain + TRIAL_OVERHEAD_S
-    search = Search(options, measure, clock=clock, trial_cost=cost, on_trial=saved)
-    result = search.run()
-    write_json_atomic(out / SEARCH_FILE, {**result.to_dict(), "config": config.to_dict()})
-    return result
-
-
 # ---------------------------------------------------------------------- text
 
 def _ns(v: int | None) -> str:
@@ -423,7 +310,7 @@ def trial_table(trials: list[TrialResult]) -> str:
 
 def format_result(result: SearchResult) -> str:
     lines = [trial_table(result.trials), ""]
-    bound = result.options.get("loss_bound", 0.0)
+    bound = result.options.get("loss_bound", 0.0) / 100  # percent
     for f, label in ((result.ndr, "NDR (no drop)"), (result.pdr, f"PDR (loss <= {bound:.2%})")):
         if f.rate is None:
             lines.append(f"{label}: not found: even {result.options.get('min_rate', 0):,.0f} pps "

@@ -28,15 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .results import default_dir, dumps
+    from .results import check_out_dir, default_dir, dumps
     from .sampling import CounterSampler
-    from .search import format_result, run_search, trial_table
+    from .search import format_result, trial_table
+    from .search_run import run_search
 
     sets = list(args.set)
     if args.duration:
         sets.append(f"run.duration={args.duration}")
     config = load_config(args.config, sets)
-    out = args.out or default_dir("search")
+    out = check_out_dir(args.out or default_dir("search"))  # before the first trial: exit 2
     shown: list = []
 
     def progress(trial) -> None:
@@ -48,8 +49,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     result = run_search(config, out, confirmed=args.yes, progress=progress,
                         sampler_factory=CounterSampler.for_run)
+    out = result.out or out  # a rescue directory when the search could not be saved where asked
+    for note in result.notes:
+        print(f"pps search: warning: {note}", file=sys.stderr)
     if args.json:
-        print(dumps({**result.to_dict(), "results_dir": str(out)}))
+        print(dumps({**result.to_dict(), "results_dir": str(out), "notes": result.notes}))
     else:
         print()
         print(format_result(result).split("\n\n", 1)[-1])

@@ -14,8 +14,15 @@ import pandas as pd
 from . import latency
 from .hosts_config import LOCAL
 from .orchestrator import Mark, TrialOutcome
+from .sample_log import SampleLog
+from .spill import SpilledTable
 
 SAMPLE_RATE_COLUMNS = ("packets", "bytes", "syscalls", "errors", "enobufs", "eagain")
+# What receivers did not trust (docs/wire.md): foreign_flow and seq_jump are part of foreign;
+# stamp_future and stamp_stale are received packets whose send stamps were left out of latency.
+UNTRUSTED = ("foreign_flow", "seq_jump", "stamp_future", "stamp_stale")
+RECEIVER_TOTALS = ("lost", "reordered", "duplicate", "foreign", "short_pkts", "untracked",
+                   *UNTRUSTED)
 
 
 def _valid(slot: dict[str, int]) -> int:
@@ -41,7 +48,11 @@ def window(outcome: TrialOutcome) -> tuple[Mark, Mark] | None:
     return start, end
 
 
-def samples_table(outcome: TrialOutcome) -> pd.DataFrame:
+def samples_table(outcome: TrialOutcome) -> pd.DataFrame | SpilledTable:
+    """The samples table: a long run's is already on disk (pps.sample_log streams it); a
+    plain list of rows (a TrialOutcome made by hand) is tabled here the same way."""
+    if isinstance(outcome.samples, SampleLog):
+        return outcome.samples.table()
     df = pd.DataFrame(outcome.samples)
     if df.empty:
         return df
@@ -69,7 +80,8 @@ def workers_table(outcome: TrialOutcome) -> pd.DataFrame:
         }
         row.update({k: slot.get(k) for k in ("packets", "datagrams", "bytes", "syscalls", "eagain",
                                               "enobufs", "refused", "errors", "foreign", "short_pkts",
-                                              "untracked", "lost", "reordered", "duplicate", "late")})
+                                              "untracked", "lost", "reordered", "duplicate", "late",
+                                              *UNTRUSTED)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -131,7 +143,7 @@ def summarize(outcome: TrialOutcome) -> dict[str, Any]:
     }
     if end:
         recv_slots = [end.slots[w["slot"]] for w in outcome.workers if w["role"] == "receiver"]
-        for key in ("lost", "reordered", "duplicate", "foreign", "short_pkts", "untracked"):
+        for key in RECEIVER_TOTALS:
             summary[key] = sum(s[key] for s in recv_slots)
         run = outcome.config.run
         h = outcome.histograms

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,9 @@ import pandas as pd
 from .config import Config, expand_sweep
 from .errors import ConfigError, EnvironmentNotAble, RunFailed
 from .latency import SPLIT
-from .results import SCHEMA_VERSION, dumps
+from .results import (SCHEMA_VERSION, check_out_dir, dumps, read_sweep_json, read_trial,
+                      rescue_reason)
+from .safe_io import describe_oserror, rescue_dir, write_atomic, write_text_atomic
 
 SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.parquet"
@@ -59,6 +62,7 @@ class SweepResult:
     statuses: dict[str, int]
     interrupted: bool = False
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # saved elsewhere than asked, and why
 
     @property
     def complete(self) -> bool:
@@ -139,10 +143,8 @@ def trial_row(run: dict[str, Any], workers: pd.DataFrame | None) -> dict[str, An
 
 
 def _read_row(trial_dir: Path) -> dict[str, Any]:
-    run = json.loads((trial_dir / "run.json").read_text())
-    workers_file = trial_dir / "workers.parquet"
-    workers = pd.read_parquet(workers_file) if workers_file.exists() else None
-    return trial_row(run, workers)
+    trial = read_trial(trial_dir)
+    return trial_row(trial.run, trial.tables.get("workers"))
 
 
 # ----------------------------------------------------------------------------- state
@@ -158,12 +160,6 @@ def _no_interrupt() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 class SweepState:
     """sweep.json and runs.parquet of one sweep directory."""
 
@@ -175,14 +171,16 @@ class SweepState:
         self.reasons: dict[int, str] = {}
         self.rows: dict[int, dict[str, Any]] = {}
         self.seconds: dict[int, float] = {}
+        self.notes: list[str] = []   # where the sweep went when it could not be saved in `out`
+        self.rescued = False
 
     def load(self, saved: dict[str, Any]) -> None:
-        for entry in saved.get("trials", []):
-            trial = entry["trial"]
-            if trial not in self.status:
+        for entry in saved.get("trials") or []:
+            trial = entry.get("trial")
+            if type(trial) is not int or trial not in self.status:  # 1.0 or true: not a trial id
                 continue
             status = entry.get("status", "pending")
-            path = self.out / "trials" / f"{trial:04d}"
+            path = self.trial_dir(self.trials[trial])
             if status == "done" and (path / "run.json").exists():
                 self.status[trial] = "done"
                 self.rows[trial] = _read_row(path)
@@ -213,12 +211,55 @@ class SweepState:
                          **self.rows[t.trial], "results": f"trials/{t.name}"})
         return pd.DataFrame(rows)
 
+    def trial_dir(self, spec: TrialSpec) -> Path:
+        return self.out / "trials" / spec.name
+
     def save(self) -> None:
+        """Rewrite sweep.json and runs.parquet; when that fails (a full or read-only disk),
+        move the sweep to a rescue directory and go on there."""
         with _no_interrupt():
-            runs = self.runs_table()
-            _write_atomic(self.out / RUNS_FILE, lambda p: runs.to_parquet(p, index=False))
-            text = dumps(self.to_json(), indent=2)
-            _write_atomic(self.out / SWEEP_FILE, lambda p: p.write_text(text))
+            try:
+                self._write_index()
+            except OSError as exc:
+                self.move_to_rescue(describe_oserror(exc))
+
+    def _write_index(self) -> None:
+        runs = self.runs_table()
+        write_atomic(self.out / RUNS_FILE, lambda f: runs.to_parquet(f, index=False))
+        write_text_atomic(self.out / SWEEP_FILE, dumps(self.to_json(), indent=2))
+
+    def adopt(self, spec: TrialSpec, written: Path, reason: str) -> None:
+        """A trial that could not be saved in its place and went to a rescue directory of its
+        own: the sweep follows it to a rescue directory and takes the trial in there."""
+        if not self.rescued:
+            self.move_to_rescue(reason)
+        target = self.trial_dir(spec)
+        try:
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.move(str(written), str(target))
+        except OSError as exc:
+            self.notes.append(f"trial {spec.name} stays in {written}: cannot move it into "
+                              f"{self.out}: {describe_oserror(exc)}")
+
+    def move_to_rescue(self, reason: str) -> None:
+        """Copy every finished trial to a fresh rescue directory and save the sweep there from
+        now on. RunFailed when even that cannot be written."""
+        old = self.out
+        try:
+            rescue = rescue_dir("sweep")
+            for t in self.trials:
+                source = self.trial_dir(t)
+                if t.trial in self.rows and source.is_dir():
+                    shutil.copytree(source, rescue / "trials" / t.name, symlinks=True)
+            (rescue / "trials").mkdir(exist_ok=True)
+            self.out, self.rescued = rescue, True
+            self._write_index()
+        except OSError as exc:
+            raise RunFailed(f"could not save the sweep in {old} ({reason}), nor in a rescue "
+                            f"directory: {describe_oserror(exc)}") from None
+        self.notes.append(f"could not save the sweep in {old} ({reason}); moved it to {rescue} "
+                          "(finished trials copied) and went on there")
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -228,15 +269,24 @@ class SweepState:
 
 
 def read_sweep(out: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(out) / SWEEP_FILE).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{out}: not a sweep directory (no {SWEEP_FILE})") from None
-    except ValueError as exc:
-        raise ConfigError(f"{out}/{SWEEP_FILE}: not valid JSON: {exc}") from None
+    if not os.path.lexists(Path(out) / SWEEP_FILE):
+        raise ConfigError(f"{out}: not a sweep directory (no {SWEEP_FILE})")
+    return read_sweep_json(out)
 
 
 def _prepare(config: Config, out: Path, resume: bool, state: SweepState) -> None:
+    if out.exists() and not resume and (out / SWEEP_FILE).exists():
+        raise ConfigError(f"{out}: already exists and is not empty; choose another --out "
+                          "(pass --resume to continue it)")
+    check_out_dir(out, resume=resume)
+    try:
+        _prepare_dir(config, out, resume, state)
+    except OSError as exc:  # before any trial: nothing is lost, so it is bad --out, exit 2
+        raise ConfigError(f"{out}: cannot prepare the sweep directory: "
+                          f"{describe_oserror(exc)}") from None
+
+
+def _prepare_dir(config: Config, out: Path, resume: bool, state: SweepState) -> None:
     if resume:
         saved = read_sweep(out)
         differs = config_differences(saved.get("config", {}), config_json(config))
@@ -248,14 +298,12 @@ def _prepare(config: Config, out: Path, resume: bool, state: SweepState) -> None
         # apart, out of trials/, so the sweep's trials are only the ones it counts.
         for t in state.trials:
             path = out / "trials" / t.name
-            if state.status[t.trial] != "done" and path.exists():
+            if state.status[t.trial] != "done" and os.path.lexists(path):
                 aside = out / "unfinished" / f"{t.name}-{int(time.time())}"
                 aside.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(path, aside)
+        (out / "trials").mkdir(exist_ok=True)
         return
-    if out.exists() and any(out.iterdir()):
-        hint = " (pass --resume to continue it)" if (out / SWEEP_FILE).exists() else ""
-        raise ConfigError(f"{out}: already exists and is not empty; choose another --out{hint}")
     (out / "trials").mkdir(parents=True, exist_ok=True)
 
 
@@ -295,7 +343,7 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
             emit({"event": "begin", "done": total - len(todo) + position, "total": total,
                   "trial": spec.trial, "label": spec.label})
             try:
-                report = execute(spec.config, out=out / "trials" / spec.name, status=status,
+                report = execute(spec.config, out=state.trial_dir(spec), status=status,
                                  sampler_factory=sampler_factory, confirmed=confirmed)
             except (EnvironmentNotAble, RunFailed) as exc:
                 state.status[spec.trial] = "failed"
@@ -304,6 +352,7 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
                 state.save()
                 continue
             state.seconds[spec.trial] = time.monotonic() - began
+            _follow_rescued_trial(state, spec, report)
             summary = report.summary
             state.rows[spec.trial] = trial_row(report.run_json, report.tables.get("workers"))
             if summary.get("interrupted"):
@@ -330,5 +379,13 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
     counts = state.counts()
     emit({"event": "end", "done": counts.get("done", 0), "total": total, "eta_s": 0.0,
           "interrupted": interrupted})
-    return SweepResult(out, state.runs_table(), counts, interrupted, failures)
+    return SweepResult(state.out, state.runs_table(), counts, interrupted, failures, state.notes)
+
+
+def _follow_rescued_trial(state: SweepState, spec: TrialSpec, report: Any) -> None:
+    """When the runner saved a trial elsewhere than asked (its disk failed), take it in."""
+    written = getattr(report, "results_dir", None)
+    if written is None or Path(written) == state.trial_dir(spec):
+        return
+    state.adopt(spec, Path(written), rescue_reason(written, f"trial saved in {written}"))
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .cpulist import format_cpulist, parse_cpulist, parse_cpumask
-from .errors import EnvironmentNotAble
+from .errors import ConfigError, EnvironmentNotAble
+from .safe_io import shown
 
 CPU_DIR = "sys/devices/system/cpu"
 NODE_DIR = "sys/devices/system/node"
@@ -140,7 +141,30 @@ def _device_dict(d: Device) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- reading
 
 def read_topology(root: str = "/", devices: Iterable[str] | None = None) -> Topology:
-    """Read CPUs, nodes and devices (all of them, or the named ones) under root."""
+    """Read CPUs, nodes and devices (all of them, or the named ones) under root.
+    ConfigError (exit 2) when a --root other than "/" is not a captured tree."""
+    if os.path.realpath(root) == "/":
+        return _read_topology(root, devices)
+    check_root(root)
+    try:
+        return _read_topology(root, devices)
+    except ValueError as exc:  # a damaged capture: a CPU list or mask that does not parse
+        raise ConfigError(f"--root {shown(root)}: cannot read the captured topology: "
+                          f"{exc}") from None
+
+
+def check_root(root: str) -> None:
+    """A --root must be a directory holding a captured sys/ or proc/ (tests build trees of
+    only a device or two, so nothing more is required)."""
+    if not os.path.isdir(root):
+        what = "not a directory" if os.path.lexists(root) else "no such directory"
+        raise ConfigError(f"--root {shown(root)}: {what}")
+    if not any(os.path.isdir(_path(root, top)) for top in ("sys", "proc")):
+        raise ConfigError(f"--root {shown(root)}: not a captured machine "
+                          "(no sys/ or proc/ under it)")
+
+
+def _read_topology(root: str, devices: Iterable[str] | None) -> Topology:
     cpus = _read_cpus(root)
     nodes = _read_nodes(root, cpus)
     cpu_objs = _build_cpus(root, cpus, nodes)

@@ -80,7 +80,7 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
         fds=[s.fileno() for s in socks], flow_base=spec["flow_base"], batch=spec["batch"],
         payload=spec["payload"], gso_segments=spec["gso_segments"], raw=spec["raw"],
         rate_pps=spec["rate_pps"], burst=spec["burst"], deadline_ns=spec["deadline_ns"],
-        clock=CLOCKS[spec["clock"]])
+        clock=CLOCKS[spec["clock"]], run_key=spec["run_key"])
     seqs = native.send_loop(params, stats, spec["slot"], [0] * len(socks))
     for sock in socks:
         sock.close()
@@ -101,7 +101,10 @@ def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, A
         gro=spec["gro"], track=not spec["raw"], latency=spec["latency"],
         timestamps=spec["timestamps"], clock=CLOCKS[spec["clock"]],
         max_flows=spec["max_flows"], deadline_ns=spec["deadline_ns"],
-        spin_ns=spec["spin_ns"])  # block mode: poll this long before sleeping again
+        spin_ns=spec["spin_ns"],  # block mode: poll this long before sleeping again
+        # What this run's packets can be; anything else is foreign (docs/wire.md).
+        run_key=spec["run_key"], n_senders=spec["n_senders"],
+        flows_per_sender=spec["flows_per_sender"], run_start_ns=spec["run_start_ns"])
     with native.Receiver(params) as receiver:
         _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=vars(report))
         stats.set_state(spec["slot"], native.STATE_READY)

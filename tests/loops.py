@@ -74,7 +74,7 @@ def run_trial(config) -> tuple:
     results directory: the config, the outcome, and the summary a run prints."""
     workers = [WorkerSpec("sender", 0, 0)] + [WorkerSpec("receiver", i, 1)
                                               for i in range(config.receivers.count)]
-    outcome = Trial(config, workers, {"destinations": ["127.0.0.1"], "bind": "127.0.0.1"}).run()
+    outcome = Trial(config, workers, {"destinations": ["127.0.0.1"], "bind": "127.0.0.1", "run_key": 0x5eed}).run()
     assert outcome.failure is None
     summary = summarize(outcome)
     summary.update(offload.summary_extras(config, outcome, summary))

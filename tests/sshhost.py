@@ -8,6 +8,7 @@ script that puts the checkout first on PYTHONPATH (ssh carries no environment).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -35,7 +36,15 @@ class SshHost:
         """`--set` items declaring this host as [hosts.NAME]."""
         return [f"hosts.{name}.ssh=root@{self.remote_addr}",
                 f"hosts.{name}.python={python or self.python}",
-                f'hosts.{name}.ssh_options=["-F", "{self.ssh_config}"]']
+                f"hosts.{name}.ssh_options={json.dumps(self.plain_options())}"]
+
+    def plain_options(self) -> list[str]:
+        """The fixture's ssh settings as plain options (no -F, which a shared config may not
+        hold unless it allows local commands)."""
+        d = self.ssh_config.parent
+        return ["-i", str(d / "id"), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={d / 'known_hosts'}", "-o", "StrictHostKeyChecking=no",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
     def processes(self, needle: str = "pps") -> list[int]:
         """PIDs of processes in the namespace whose command line holds `needle` (not sshd)."""

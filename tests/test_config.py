@@ -3,6 +3,7 @@ is allowed; from the CLI, exit 2 and no traceback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -48,14 +49,31 @@ CASES = {
                                       ["run.timestamps", "run.latency = false"]),
     "kernel stamps of raw packets": ('[senders]\nraw = true\npayload = 8\n[run]\ntimestamps = "kernel"\n',
                                      ["run.timestamps", "senders.raw"]),
+    "CPU past the machine": ('[senders]\ncpus = "0-4294967295"\n',
+                             ["senders.cpus", "4294967295", "highest CPU number"]),
+    "CPU numbers in a list": ('[senders]\ncpus = [1, 99999]\n', ["senders.cpus", "99999"]),
+    "CPU digits not ASCII": ('[senders]\ncpus = "\u00b2"\n', ["senders.cpus", "bad CPU list item"]),
+    "sweep too many points": ('[sweep]\n' + "".join(
+        f'"{k}" = [{", ".join(map(str, range(1, 101)))}]\n'
+        for k in ("senders.batch", "receivers.batch", "senders.flows", "senders.count")),
+        ["[sweep]", "100 x 100 x 100 x 100 = 100,000,000 points", "10,000"]),
+    "sweep too many trials": ('[run]\nrepetitions = 1000\n[sweep]\n"senders.batch" = ['
+                              + ", ".join(map(str, range(1, 201))) + "]\n",
+                              ["[sweep]", "200,000 trials", "100,000"]),
+    "integer too long": ("[senders]\nbatch = " + "7" * 5000 + "\n", ["not valid TOML", "4300"]),
+    "nested too deep": ("a = " + "[" * 5000 + "]" * 5000 + "\n", ["not valid TOML", "nested too deep"]),
+    "not UTF-8": ("", ["not UTF-8"]),  # the bytes are written by the test
 }
+
+
+RAW_BYTES = {"not UTF-8": b'[run]\nlabel = "\xe9t\xe9"\n'}
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_each_config_error_names_file_and_key(name, tmp_path):
     text, words = CASES[name]
     path = tmp_path / "exp.toml"
-    path.write_text(text)
+    path.write_bytes(RAW_BYTES.get(name) or text.encode())
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
@@ -71,6 +89,13 @@ def test_each_config_error_names_file_and_key(name, tmp_path):
     ("receivers.placement=nowhere", ["--set", "receivers.placement", "not one of"]),
     ("nokey", ["--set", "KEY=VALUE"]),
     ("=3", ["--set", "KEY=VALUE"]),
+    ("senders.batch=32\nsenders.count=4", ["--set", "control character", "'\\n'"]),
+    ("run.label=a\rb", ["--set", "control character"]),
+    ("target.device=eth\x000", ["--set", "control character"]),
+    ("senders.batch=" + "1" * 5000, ["--set senders.batch", "4300"]),
+    ("senders.batch=" + "[" * 3000, ["--set senders.batch", "nested too deep"]),
+    ("run.require_checks=" + "x" * 70000, ["--set", "65,536 characters"]),
+    ("senders.cpus=0-4294967295", ["--set", "senders.cpus", "highest CPU number"]),
 ])
 def test_set_errors(item, words):
     with pytest.raises(ConfigError) as info:
@@ -88,6 +113,21 @@ def test_set_values_are_read_as_toml():
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/exp.toml")
+
+
+def test_special_files_are_refused_without_reading_them(tmp_path):
+    """A FIFO with no writer would block an open; /dev/zero would fill memory."""
+    fifo = tmp_path / "exp.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as f:
+        f.truncate(2 * 1024 * 1024)
+    for path, words in ((fifo, "a FIFO, not a regular file"),
+                        ("/dev/zero", "a character device, not a regular file"),
+                        (tmp_path, "a directory, not a regular file"),
+                        (big, "2,097,152 bytes, more than the 1,048,576")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(path)
 
 
 def test_good_sweep_expands():

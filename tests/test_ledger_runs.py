@@ -99,4 +99,6 @@ def test_sigint_in_a_lab_run_saves_results_and_removes_the_lab(tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert json.loads((tmp_path / "r" / "run.json").read_text())["summary"]["interrupted"]
+    # The counters were parsed while the run went, by a child deaf to Ctrl-C: all saved.
+    assert (tmp_path / "r" / "counters.parquet").stat().st_size > 0
     assert not [ns for ns in os.listdir("/run/netns") if lab_id in ns]

@@ -20,7 +20,7 @@ from pps.config import load_config
 from pps.cpulist import parse_cpulist
 from pps.errors import ConfigError, EnvironmentNotAble
 from pps.hosts_config import HostSpec
-from pps.remote import HostSession, ssh_argv
+from pps.remote import REPLY_TIMEOUT_S, HostSession, RemoteGroup, ssh_argv
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sshhost
@@ -46,8 +46,8 @@ def pps(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 
 
 def run_args(h, tmp_path, *sets: str, duration: float = 1.0) -> list[str]:
-    items = [*h.sets(), f"target.port={next(PORTS)}", "run.warmup=0.3", "run.drain=0.3",
-             "run.interval=0.25", *sets]
+    items = [*h.sets(), f"target.port={next(PORTS)}",
+             "run.warmup=0.3", "run.drain=0.3", "run.interval=0.25", *sets]
     return ["run", "--yes", "--json", "--duration", str(duration), "--out", str(tmp_path / "r"),
             *[a for s in items for a in ("--set", s)]]
 
@@ -172,6 +172,48 @@ def test_killing_the_ssh_connection_stops_the_remote_side(host, tmp_path):
     assert samples[samples["host"] == "b"]["packets"].max() > 0
 
 
+def safe_options(h) -> str:
+    """The fixture's ssh settings as plain options, no -F: what a shared config may hold."""
+    return f"hosts.b.ssh_options={json.dumps(h.plain_options())}"
+
+
+def test_a_stalled_host_fails_the_run_in_bounded_time(host, tmp_path):
+    # The agent on b stops answering (SIGSTOP) while its TCP connection stays up, which ssh's
+    # keepalives cannot see. The run must end with exit 4 naming host b within about one
+    # reply timeout, keep what it measured, and leave nothing running on b.
+    # The host is reached with plain options only, so no local-commands permission is needed.
+    args = run_args(host, tmp_path, f"target.address={host.remote_addr}", "receivers.host=b",
+                    safe_options(host), "hosts.b.allow_local_commands=false", duration=30)
+    proc = subprocess.Popen([sys.executable, "-m", "pps", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    agents: list[int] = []
+    try:
+        for line in proc.stderr:
+            if "measure" in line:
+                break
+        agents = host.processes("pps agent")
+        assert len(agents) == 1, "one agent runs on b"
+        os.kill(agents[0], signal.SIGSTOP)
+        stalled = time.monotonic()
+        out, err = proc.communicate(timeout=REPLY_TIMEOUT_S + 30)
+        took = time.monotonic() - stalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in agents:  # let it see its connection gone, and stop its workers
+            os.kill(pid, signal.SIGCONT)
+    assert proc.returncode == 4, err
+    assert took < REPLY_TIMEOUT_S + 20, took  # one reply timeout, not one per request
+    assert "host b" in err and "stopped answering" in err and "Traceback" not in err
+    s = json.loads(out)
+    assert s["results_dir"] and s["sent"] > 0
+    deadline = time.monotonic() + 10
+    while host.processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not host.processes(), "the agent must stop its workers once it runs again"
+
+
 def test_a_wrong_python_path_is_one_clear_line(host, tmp_path):
     args = run_args(host, tmp_path, f"target.address={host.remote_addr}", "receivers.host=b",
                     "hosts.b.python=/nonexistent/python3")
@@ -187,7 +229,7 @@ def test_a_wrong_python_path_is_one_clear_line(host, tmp_path):
 def test_an_unreachable_host_is_one_clear_line(host, tmp_path):
     # Nothing listens on port 1 there: ssh is refused, and says so.
     args = run_args(host, tmp_path, f"target.address={host.remote_addr}", "receivers.host=b",
-                    f'hosts.b.ssh_options=["-F", "{host.ssh_config}", "-p", "1"]')
+                    f"hosts.b.ssh_options={json.dumps([*host.plain_options(), '-p', '1'])}")
     proc = pps(*args)
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.count("\n") == 1 and "host b: ssh" in proc.stderr
@@ -255,3 +297,46 @@ def test_agent_speaks_json_lines_and_stops_when_its_input_closes():
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def fake_agent(script: str) -> HostSession:
+    """A HostSession talking to a local python script instead of ssh + `pps agent`."""
+    session = HostSession(HostSpec("b", "root@x"))
+    session.proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+    os.set_blocking(session.proc.stdout.fileno(), False)
+    return session
+
+
+def test_a_host_that_misses_one_reply_is_given_up_on_at_once_after():
+    # Answers nothing, reads nothing: a stalled agent. The first request waits out its
+    # timeout; every later one (finish, histograms, close...) fails at once, not in turn.
+    session = fake_agent("import time; time.sleep(60)")
+    try:
+        with pytest.raises(OSError, match="host b: no answer to 'read' within 1 s; the agent"):
+            session.request("read", timeout_s=1.0)
+        began = time.monotonic()
+        for op in ("finish", "histograms", "close"):
+            with pytest.raises(OSError, match="stopped answering"):
+                session.request(op)
+        assert time.monotonic() - began < 1.0  # no new 10 s timeout each
+        group = RemoteGroup(session, [{"role": "receiver", "index": 0, "cpu": 1}])
+        assert "stopped answering" in group.check()
+        assert "stopped answering" in group.records()[0]["failure"]
+    finally:
+        began = time.monotonic()
+        session.close()
+        assert time.monotonic() - began < 5.0  # a stalled host is not waited for
+        assert session.proc.poll() is not None
+
+
+def test_an_endless_line_from_a_host_is_refused(monkeypatch):
+    monkeypatch.setattr("pps.remote.MAX_REPLY_BYTES", 1 << 16)
+    session = fake_agent("import sys, time; sys.stdout.write('x' * (1 << 17)); sys.stdout.flush(); "
+                         "time.sleep(60)")
+    try:
+        with pytest.raises(OSError, match="host b: the agent sent a line over 65536 bytes"):
+            session.request("read", timeout_s=10.0)
+    finally:
+        session.close()

@@ -1,5 +1,6 @@
 """The C boundary with real sockets on loopback: round trips, exact accounting of
-crafted sequence numbers, hostile packets, live counters, errno -> OSError."""
+crafted sequence numbers, hostile packets (keys, ids, jumps, replays, stamps; the
+sanitized build in test_wire_trust.py goes further), live counters, errno -> OSError."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from loops import WIRE, RunningReceiver, send_raw, wire
 from pps import native
+from pps.errors import ConfigError
 from pps.sockets import open_senders
 
 
@@ -138,10 +140,102 @@ def test_foreign_short_and_garbage_are_counted_not_trusted(stats):
     rx.wait_for(len(payloads))
     c = rx.stop()
     assert c["packets"] == 6
-    assert c["short_pkts"] == 2 and c["foreign"] == 2
-    # The last one claims a send time in the far future: not a latency, a clock skew.
-    assert c["lat_skew"] == 1
-    assert {f["flow"] for f in rx.flows} == {3, 0xFFFFFFFF}
+    assert c["short_pkts"] == 2 and c["foreign"] == 3
+    # The last one claims the last sequence number there is: no sender gets there, so it is
+    # not a gap of 2^64 - 1 and it makes no flow entry.
+    assert c["seq_jump"] == 1 and c["lost"] == 0 and c["lat_count"] == 1
+    assert {f["flow"] for f in rx.flows} == {3}
+
+
+def test_wire_flow_is_a_keyed_permutation_that_undoes_itself():
+    rng = random.Random(3)
+    ids = [0, 1, 0xFFFF, 1 << 16, 0xFFFFFFFF] + [rng.getrandbits(32) for _ in range(2000)]
+    key = rng.getrandbits(32)
+    wires = [native.wire_flow(key, i) for i in ids]
+    assert len(set(wires)) == len(set(ids))                      # one to one
+    assert [native.wire_flow(key, w) for w in wires] == ids      # the same function decodes
+    assert [native.wire_flow(0, i) for i in ids] == ids          # key 0: as they are
+    # A key one bit away decodes this run's ids to numbers far from any of them.
+    near = [native.wire_flow(key ^ 1, w) for w in wires[:5]]
+    assert all(n >> 16 > 8 for n in near)
+
+
+def _keyed_run(stats, send_key: int, recv_key: int) -> tuple[dict, list[dict], list[int]]:
+    """600 packets of flows 7<<16 + 0..2 under send_key, into a receiver of recv_key."""
+    rx = RunningReceiver(stats, run_key=recv_key, n_senders=8, flows_per_sender=3)
+    socks, _ = open_senders([("127.0.0.1", rx.port)] * 3)
+    params = native.SendParams(fds=[s.fileno() for s in socks], flow_base=7 << 16, batch=16,
+                               payload=32, rate_pps=50_000, max_packets=600, run_key=send_key)
+    seqs = native.send_loop(params, stats, 0, [0, 0, 0])
+    rx.wait_for(600)
+    counters = rx.stop()
+    for s in socks:
+        s.close()
+    return counters, rx.flows, seqs
+
+
+def test_keyed_flows_round_trip(stats):
+    c, flows, seqs = _keyed_run(stats, 0xC0FFEE15, 0xC0FFEE15)
+    assert c["packets"] == 600 and c["foreign"] == 0 and c["lost"] == 0
+    assert {f["flow"]: f["unique"] for f in flows} == {(7 << 16) + i: n for i, n in enumerate(seqs)}
+
+
+def test_another_runs_key_makes_its_packets_foreign(stats):
+    c, flows, _ = _keyed_run(stats, 0xC0FFEE15, 0xC0FFEE15 ^ 1)
+    assert c["packets"] == c["foreign"] == c["foreign_flow"] == 600
+    assert flows == [] and c["flows"] == c["lat_count"] == c["lost"] == 0
+
+
+def test_a_flow_id_outside_the_runs_senders_and_flows_is_foreign(stats):
+    rx = RunningReceiver(stats, n_senders=2, flows_per_sender=3)
+    send_raw(rx.port, [wire(1 << 16 | 2, 0), wire(2 << 16, 0), wire(3, 0), wire(0, 0)])
+    rx.wait_for(4)
+    c = rx.stop()
+    assert c["foreign_flow"] == c["foreign"] == 2
+    assert sorted(f["flow"] for f in rx.flows) == [0, 1 << 16 | 2]
+
+
+def test_a_jump_past_the_bound_is_not_loss(stats):
+    rx = RunningReceiver(stats)
+    jump = native.SEQ_JUMP_MAX
+    send_raw(rx.port, [wire(1, 0), wire(1, 1 + jump + 1),   # one past the bound: refused
+                       wire(1, 1 + jump),                   # on it: a gap, believed
+                       wire(2, native.SEQ_LIMIT), wire(2, 2**64 - 1), wire(2, 0)])
+    rx.wait_for(6)
+    c = rx.stop()
+    by_flow = {f["flow"]: f for f in rx.flows}
+    assert c["seq_jump"] == 3 and c["foreign"] == 3 and c["lost"] == jump
+    assert by_flow[1]["next_seq"] == jump + 2 and by_flow[1]["unique"] == 2
+    assert by_flow[2]["next_seq"] == 1 and by_flow[2]["received"] == 1
+
+
+def test_a_replay_older_than_the_window_never_repays_another_flows_loss(stats):
+    rx = RunningReceiver(stats)
+    # flow 1 complete to 1999; flow 2 lost 1..1499; then flow 1's old 3, twice.
+    order = [(1, s) for s in range(2000)] + [(2, 0), (2, 1500), (1, 3), (1, 3)]
+    send_raw(rx.port, [wire(f, s) for f, s in order], pause_s=0)
+    rx.wait_for(len(order))
+    c = rx.stop()
+    by_flow = {f["flow"]: f for f in rx.flows}
+    assert c["packets"] == len(order) and c["lost"] == 1499
+    assert by_flow[1]["duplicate"] == 2 and by_flow[1]["unique"] == 2000
+    assert by_flow[1]["late"] == c["late"] == 0
+
+
+def test_stamps_from_before_the_run_or_far_ahead_are_not_latencies(stats):
+    start = native.now_ns()
+    rx = RunningReceiver(stats, run_start_ns=start)
+    slack = native.STAMP_SLACK_NS
+    send_raw(rx.port, [wire(1, 0, tx_ns=1), wire(1, 1, tx_ns=start - slack - 1),
+                       wire(1, 2, tx_ns=2**64 - 1), wire(1, 3, tx_ns=native.now_ns() + 10 * slack),
+                       wire(1, 4, tx_ns=native.now_ns() + slack // 2),  # skew, within slack
+                       wire(1, 5, tx_ns=start - slack // 2), wire(1, 6)])
+    rx.wait_for(7)
+    c = rx.stop()
+    assert (c["stamp_stale"], c["stamp_future"], c["lat_skew"]) == (2, 2, 1)
+    assert c["lat_count"] == 2 == sum(stats.histogram(1))
+    assert c["lat_max_ns"] < native.now_ns() - start + slack
+    assert c["lost"] == 0 and rx.flows[0]["unique"] == 7  # the packets themselves count
 
 
 def test_counters_are_live_while_the_loop_runs(stats):
@@ -176,6 +270,19 @@ def test_errno_surfaces_as_oserror_naming_the_call(stats, tmp_path):
     with pytest.raises(OSError) as info:
         native.Receiver(native.RecvParams(fd=0, batch=8, max_flows=0))
     assert info.value.errno == errno.EINVAL and "pps_recv_new" in str(info.value)
+
+
+@pytest.mark.parametrize("field, value", [("max_flows", native.MAX_FLOWS + 1),
+                                          ("n_senders", native.MAX_SENDERS + 1),
+                                          ("flows_per_sender", native.MAX_FLOWS_PER_SENDER + 1)])
+def test_bounds_past_the_documented_maximum_are_refused(field, value):
+    with pytest.raises(ConfigError, match=field):
+        native.Receiver(native.RecvParams(fd=0, batch=8, **{field: value}))
+    # C refuses them as well, whoever calls it.
+    p = native.ffi.new("struct pps_recv_params *", {"fd": 0, "batch": 8, "bufsize": 2048,
+                                                    "max_flows": 16, field: value})
+    assert native.lib.pps_recv_new(p) == native.ffi.NULL
+    assert native.ffi.errno == errno.EINVAL
 
 
 def test_stop_word_ends_an_unpaced_sender_within_a_batch(stats):

@@ -41,7 +41,7 @@ def test_a_run_moves_the_orchestrator_to_the_spare_cpu_and_back():
     seen: list[set[int]] = []
     # Watch the affinity from inside the trial: the status callback runs in the orchestrator.
     config = load_config(None, ["run.duration=0.3", "run.warmup=0.1", "run.drain=0.1",
-                                "run.interval=0.1", "collect.enabled=false",
+                                "run.interval=0.1", "run.display_interval=0.1", "collect.enabled=false",
                                 f"target.port={next(PORTS)}", f"senders.cpus={worker_cpu}", f"receivers.cpus={worker_cpu}"])
     report = execute(config, out=None, status=lambda *a, **k: seen.append(os.sched_getaffinity(0)))
     assert report.summary["received"] > 0

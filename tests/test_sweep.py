@@ -4,6 +4,7 @@ sweep.json, and Ctrl-C in the middle of a sweep followed by --resume."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -115,6 +116,32 @@ def test_refuses_to_overwrite_or_resume_a_different_config(tmp_path):
         run_sweep(config, out)
     with pytest.raises(ConfigError, match="not a sweep directory"):
         run_sweep(config, out, resume=True)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"null", "should hold a JSON object, not null"),
+    (b"[]", "should hold a JSON object, not array"),
+    (b"\xff\xfe", "not UTF-8"),
+    (b'{"schema_version": 9, "trials": []}', "newer pps"),
+    (b'{"trials": "all"}', "trials should be an array"),
+    (b'{"trials": [{"trial": "first"}]}', "trial should be a number"),
+    (None, "a FIFO"),
+])
+def test_resume_refuses_a_damaged_or_newer_sweep_json(tmp_path, content, words):
+    config = load_config(None, [*SHORT, "target.port=47304"])
+    out = tmp_path / "s"
+    out.mkdir()
+    if content is None:
+        os.mkfifo(out / "sweep.json")
+    else:
+        (out / "sweep.json").write_bytes(content)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a trial ran")
+
+    with pytest.raises(ConfigError, match=words) as info:
+        run_sweep(config, out, resume=True, execute=never)
+    assert "\n" not in str(info.value) and "sweep.json" in str(info.value)
 
 
 def _wait_for_done(out: Path, proc: subprocess.Popen, timeout: float = 60) -> None:

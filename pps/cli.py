@@ -179,7 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(dumps({"start": info}), flush=True)
 
     def status(s: dict[str, Any]) -> None:
-        intervals.append(s)
+        if args.json:  # kept only for the one object printed at the end
+            intervals.append(s)
         if args.json_stream:
             print(dumps({"interval": s}), flush=True)
         print(display.status_line(s), file=human, flush=True)

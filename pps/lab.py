@@ -313,9 +313,13 @@ def lab_down(lab_id: str, force: bool = False) -> list[str]:
     removes it with force, since it holds the lab itself."""
     check_id(lab_id)
     require_net_admin()
-    hold = contextlib.nullcontext() if force else lab_owner.held(lab_id, purpose="down")
-    with hold, _locked():
-        return _down_locked(lab_id)
+    if force:  # the caller holds the lab (the run that made it), or takes it away on purpose
+        with _locked():
+            return _down_locked(lab_id)
+    with lab_owner.held(lab_id, purpose="down"), _locked():
+        done = _down_locked(lab_id)
+        lab_owner.forget(lab_id)
+        return done
 
 
 def left_by_run(lab_id: str) -> int | None:

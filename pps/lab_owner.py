@@ -71,6 +71,14 @@ def held(lab_id: str, purpose: str = "run") -> Iterator[None]:
         os.close(fd)  # drops the lock; the file stays, so no unlink-while-locked race
 
 
+def forget(lab_id: str) -> None:
+    """Remove the lab's lock file, by the one holding it, once the lab itself is gone: a host
+    that ran many labs keeps no file per id. Whoever opens the name afterwards makes a new
+    file and lock, which is right, since there is no lab left to share."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(use_path(lab_id))
+
+
 def user_of(lab_id: str) -> int | None:
     """The pid of the run holding this lab, or None when no run holds it."""
     try:

@@ -65,9 +65,10 @@ class LabSession:
     def __exit__(self, *exc: object) -> None:
         try:
             if self.lab is not None and self.created:
-                from . import lab
+                from . import lab, lab_owner
 
                 lab.lab_down(self.lab.id, force=True)  # ours: we hold it
+                lab_owner.forget(self.lab.id)
         finally:
             self._hold.close()
 

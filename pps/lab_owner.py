@@ -78,20 +78,3 @@ def forget(lab_id: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(use_path(lab_id))
 
-
-def user_of(lab_id: str) -> int | None:
-    """The pid of the run holding this lab, or None when no run holds it."""
-    try:
-        fd = os.open(use_path(lab_id), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            return int(holder) if holder.isdigit() else -1
-        return None
-    finally:
-        os.close(fd)
-

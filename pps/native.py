@@ -25,6 +25,8 @@ STATES = {
 STATE_READY = lib.PPS_STATE_READY
 CLOCK_MONOTONIC = lib.CLOCK_MONOTONIC
 CLOCK_REALTIME = lib.CLOCK_REALTIME
+# Spec clock names -> clock ids (the worker runs its loop on one, the group reads heartbeats).
+CLOCKS = {"monotonic": CLOCK_MONOTONIC, "realtime": CLOCK_REALTIME}
 # What the receiver believes of the wire (the contract in pps.h and docs/wire.md).
 SEQ_JUMP_MAX = lib.PPS_SEQ_JUMP_MAX
 SEQ_LIMIT = lib.PPS_SEQ_LIMIT

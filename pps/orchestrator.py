@@ -111,8 +111,7 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
         # The wire's trust: flow ids are keyed per run, so a packet of another run or a
         # forger is foreign; stamps before this instant are not this run's (docs/wire.md).
         "run_key": addresses["run_key"], "n_senders": n_senders, "flows_per_sender": s.flows,
-        "run_start_ns": native.now_ns(native.CLOCK_REALTIME if clock == "realtime"
-                                      else native.CLOCK_MONOTONIC),
+        "run_start_ns": native.now_ns(native.CLOCKS[clock]),
     }
     if w.role == "sender":
         destinations = addresses["destinations"]

@@ -79,8 +79,3 @@ def exit_code() -> int:
     """128 + the signal that stopped us: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
     return 128 + (_received or signal.SIGINT)
 
-
-def reset() -> None:
-    """Forget a recorded signal (tests that run several commands in one process)."""
-    global _received
-    _received = None

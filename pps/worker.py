@@ -23,7 +23,6 @@ from .errors import EnvironmentNotAble, PpsError
 from .sockets import open_receiver, open_senders
 
 GO_POLL_S = 0.0005
-CLOCKS = {"monotonic": native.CLOCK_MONOTONIC, "realtime": native.CLOCK_REALTIME}
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -80,7 +79,7 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
         fds=[s.fileno() for s in socks], flow_base=spec["flow_base"], batch=spec["batch"],
         payload=spec["payload"], gso_segments=spec["gso_segments"], raw=spec["raw"],
         rate_pps=spec["rate_pps"], burst=spec["burst"], deadline_ns=spec["deadline_ns"],
-        clock=CLOCKS[spec["clock"]], run_key=spec["run_key"])
+        clock=native.CLOCKS[spec["clock"]], run_key=spec["run_key"])
     seqs = native.send_loop(params, stats, spec["slot"], [0] * len(socks))
     for sock in socks:
         sock.close()
@@ -99,7 +98,7 @@ def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, A
     params = native.RecvParams(
         fd=sock.fileno(), batch=spec["batch"], bufsize=bufsize, busy_poll=spec["busy_poll"],
         gro=spec["gro"], track=not spec["raw"], latency=spec["latency"],
-        timestamps=spec["timestamps"], clock=CLOCKS[spec["clock"]],
+        timestamps=spec["timestamps"], clock=native.CLOCKS[spec["clock"]],
         max_flows=spec["max_flows"], deadline_ns=spec["deadline_ns"],
         spin_ns=spec["spin_ns"],  # block mode: poll this long before sleeping again
         # What this run's packets can be; anything else is foreign (docs/wire.md).

@@ -10,7 +10,7 @@ import os
 import time
 
 from pps import native
-from pps.sockets import open_receiver, open_senders
+from pps.host.sockets import open_receiver, open_senders
 
 
 def receiver(fd_port, stats_fd, nslots, cpu, batch, ready, busy_poll, spin_ns):

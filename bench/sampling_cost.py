@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from pps.collectors import SOURCES
+from pps.counters.collectors import SOURCES
 
 BASELINE = "no collectors, 1 Hz"
 BLOCK = 5  # --within: samples per block
@@ -56,9 +56,9 @@ class Toggled:
 
 def child(spec: dict) -> None:
     """One trial in this process; prints one JSON line."""
-    from pps.config import load_config
-    from pps.runner import execute
-    from pps.sampling import CounterSampler
+    from pps.config.model import load_config
+    from pps.run.pipeline import execute
+    from pps.counters.sampler import CounterSampler
 
     config = load_config(None, spec["sets"])
     samplers: list[CounterSampler] = []

@@ -4,7 +4,7 @@
 
 Starts `pps run --json` (in the lab with --lab: 2 queues, a lab of its own) and samples, every
 `--every` seconds, the resident memory (VmRSS) of the orchestrator and of its counter parser
-(the `pps.counterstream` child). It prints RSS over time, the peaks, the growth after
+(the `pps.counters.stream` child). It prints RSS over time, the peaks, the growth after
 warm-up (a least-squares slope, MB per minute: flat is about 0), and how long after its drain
 the run exited; the drain's end is go + warm-up + duration + drain, go being taken from the
 first status line (its end time t1 was printed at go + t1). The ledger's unaccounted count
@@ -50,7 +50,7 @@ def parser_pids(parent: int) -> list[int]:
             if ppid != parent:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"pps.counterstream" in f.read():
+                if b"pps.counters.stream" in f.read():
                     out.append(int(entry))
         except (OSError, ValueError, IndexError):
             continue

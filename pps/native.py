@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from ._native import ffi, lib
-from .errors import ConfigError
+from pps._native import ffi, lib
+from pps.errors import ConfigError
 
 MAGIC = lib.PPS_MAGIC
 WIRE_HEADER_BYTES = lib.PPS_WIRE_BYTES  # the one definition is csrc/pps.h

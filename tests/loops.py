@@ -8,10 +8,11 @@ import struct
 import threading
 import time
 
-from pps import native, offload
-from pps.orchestrator import Trial, WorkerSpec
-from pps.sockets import open_receiver
-from pps.summary import summarize
+from pps import native
+from pps.host import offload
+from pps.run.trial import Trial, WorkerSpec
+from pps.host.sockets import open_receiver
+from pps.results.summary import summarize
 
 WIRE = struct.Struct("<IIQQ")
 

@@ -13,10 +13,10 @@ import time
 import pytest
 
 from pps import native
-from pps.agent import MAX_REQUEST_BYTES
-from pps.config import build_config
-from pps.linebuf import LineBuffer
-from pps.multihost import agent_config
+from pps.run.agent import MAX_REQUEST_BYTES
+from pps.config.model import build_config
+from pps.run.linebuf import LineBuffer
+from pps.run.across import agent_config
 
 # ------------------------------------------------------------------ LineBuffer, in process
 
@@ -200,7 +200,7 @@ def _children(pid: int) -> set[int]:
                 cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
             except OSError:
                 continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid and b"pps.worker" in cmdline:
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid and b"pps.run.worker" in cmdline:
                 found.add(int(entry))
     return found
 

@@ -1,4 +1,4 @@
-"""The repeated-snapshot path (pps.collectors.capture): readers opened once per namespace and
+"""The repeated-snapshot path (pps.counters.collectors.capture): readers opened once per namespace and
 read from the calling thread, light samples, deferred parsing, and the sampler built on it.
 Real namespaces, real sockets, real counters."""
 
@@ -9,11 +9,11 @@ import socket
 
 import pytest
 
-from pps import netns
-from pps.collectors import Scope, link, snapshot
-from pps.collectors.capture import Capturer
-from pps.counters import KEY, totals
-from pps.sampling import CounterSampler
+from pps.host import netns
+from pps.counters.collectors import Scope, link, snapshot
+from pps.counters.collectors.capture import Capturer
+from pps.counters.table import KEY, totals
+from pps.counters.sampler import CounterSampler
 
 PORTS = iter(range(48100, 48200))
 

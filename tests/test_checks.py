@@ -1,4 +1,4 @@
-"""Host checks (pps.checks, `pps check`) on captured trees and on this machine.
+"""Host checks (pps.host.checks, `pps check`) on captured trees and on this machine.
 
 Fixtures: tests/data/checks/mlx5-{tuned,untuned} (make_fixtures.py there) are the 2-socket
 mlx5 machine with every check's files; tests/data/topo/* have none of them, which is how
@@ -17,13 +17,22 @@ import time
 
 import pytest
 
-from pps.checks import (CHECK_NAMES, STATUSES, CheckResult, Context, checks_for_run,
-                        format_report, required_failures, results_json, run_checks)
-from pps.checks.base import busy_fraction, parse_proc_stat_line, read_processes
-from pps.config import load_config
+from pps.host.checks import (
+    CHECK_NAMES,
+    STATUSES,
+    CheckResult,
+    Context,
+    checks_for_run,
+    format_report,
+    required_failures,
+    results_json,
+    run_checks,
+)
+from pps.host.checks.base import busy_fraction, parse_proc_stat_line, read_processes
+from pps.config.model import load_config
 from pps.errors import ConfigError
-from pps.placement import plan_workers
-from pps.topology import read_topology
+from pps.plan.placement import plan_workers
+from pps.host.topology import read_topology
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 TUNED = os.path.join(DATA, "checks", "mlx5-tuned")

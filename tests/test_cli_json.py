@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pps import config_keys
-from pps.config import SCHEMA, load_config
+from pps.config import keys as config_keys
+from pps.config.model import SCHEMA, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = iter(range(47500, 47600))
@@ -90,7 +90,7 @@ def test_config_keys_lists_every_schema_key_with_its_default():
 
 def test_the_docs_key_table_is_the_schemas():
     text = (ROOT / "docs" / "config-keys.md").read_text()
-    assert config_keys.markdown() in text, "regenerate docs/config-keys.md from pps.config_keys.markdown()"
+    assert config_keys.markdown() in text, "regenerate docs/config-keys.md from pps.config.keys.markdown()"
 
 
 def test_every_key_the_readme_names_exists_with_the_default_it_says():

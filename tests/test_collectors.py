@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pps.collectors import Reading, Scope, Unavailable, interrupts, link, nic, snapshot
-from pps.collectors import device_drivers, snmp, sockets, softnet
+from pps.counters.collectors import Reading, Scope, Unavailable, interrupts, link, nic, snapshot
+from pps.counters.collectors import device_drivers, snmp, sockets, softnet
 
 DATA = Path(__file__).parent / "data" / "collectors"
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pps.config import build_config, load_config, parse_set
+from pps.config.model import build_config, load_config, parse_set
 from pps.errors import ConfigError
 
 # (TOML text, words the one-line message must hold besides the file name)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pps.config import load_config
+from pps.config.model import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))
 SHORT = ["--set", "run.duration=0.5", "--set", "run.warmup=0.2", "--set", "run.drain=0.2",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pps.collectors import Reading as R
-from pps.collectors import nic, softnet
-from pps.counters import THIRTY_TWO_BIT, WRAP32, to_frame, total_of, totals
-from pps.ledger import build_ledger
+from pps.counters.collectors import Reading as R
+from pps.counters.collectors import nic, softnet
+from pps.counters.table import THIRTY_TWO_BIT, WRAP32, to_frame, total_of, totals
+from pps.counters.ledger import build_ledger
 
 DATA = Path(__file__).parent / "data" / "collectors"
 

@@ -122,7 +122,7 @@ def _table_headings(text: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------- columns
 
 def test_results_md_documents_every_table():
-    from pps.results import TABLES
+    from pps.results.store import TABLES
 
     assert set(_table_headings(_results_md())) == {*TABLES, "runs"}
 
@@ -304,7 +304,7 @@ def test_every_relative_link_points_to_something_that_exists():
 # ----------------------------------------------------------------------------- facts
 
 def test_check_md_lists_exactly_the_checks():
-    from pps.checks import CHECK_NAMES
+    from pps.host.checks import CHECK_NAMES
 
     text = (DOCS / "check.md").read_text()
     documented = []
@@ -315,7 +315,8 @@ def test_check_md_lists_exactly_the_checks():
 
 
 def test_experiments_md_states_the_limits_and_defaults():
-    from pps import config, config_keys, search
+    from pps.config import model as config, keys as config_keys
+    from pps.experiments import search
 
     text = (DOCS / "experiments.md").read_text()
     assert f"at most {config.MAX_SWEEP_POINTS:,} points" in text

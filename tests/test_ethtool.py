@@ -1,4 +1,4 @@
-"""pps.ethtool: pure decoders on packed buffers, then live ioctls on lo and a namespaced veth."""
+"""pps.host.ethtool: pure decoders on packed buffers, then live ioctls on lo and a namespaced veth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from pps import ethtool
+from pps.host import ethtool
 from pps.errors import EnvironmentNotAble
 
 

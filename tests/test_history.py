@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from pps.config import load_config
-from pps.history import build_history
-from pps.search_run import run_search
-from pps.sweep import run_sweep
+from pps.config.model import load_config
+from pps.experiments.history import build_history
+from pps.experiments.search_run import run_search
+from pps.experiments.sweep import run_sweep
 
 SHORT = ["run.duration=0.5", "run.warmup=0.2", "run.drain=0.2", "run.interval=0.25"]
 

@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pps.cli import main
-from pps.config import SCHEMA, load_config
+from pps.cli.main import main
+from pps.config.model import SCHEMA, load_config
 from pps.errors import ConfigError
-from pps.report import load as load_report
-from pps.sweep import run_sweep
+from pps.report.build import load as load_report
+from pps.experiments.sweep import run_sweep
 
 KEYS = [f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys]
 SHORT = ["run.duration=0.3", "run.warmup=0", "run.drain=0.1", "run.interval=0.1"]

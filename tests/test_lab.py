@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pps import lab_kernel as kern
+from pps.lab import kernel as kern
 from pps.errors import ConfigError, EnvironmentNotAble
-from pps.lab import (
+from pps.lab.bed import (
     BACKLOG_SYSCTL,
     LabSpec,
     check_id,
@@ -32,7 +32,7 @@ from pps.lab import (
     require_net_admin,
     state_path,
 )
-from pps.netns import call_in, enter
+from pps.host.netns import call_in, enter
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 9000
@@ -309,7 +309,7 @@ def test_down_after_a_crash(lab_id):
     """A process that dies holding a lab leaves namespaces, links and the state file with a
     host sysctl it changed; down removes all of it and puts the sysctl back."""
     before = kern.sysctl_read(BACKLOG_SYSCTL)
-    code = (f"import os\nfrom pps.lab import LabSpec, lab_up\n"
+    code = (f"import os\nfrom pps.lab.bed import LabSpec, lab_up\n"
             f"lab_up(LabSpec(id={lab_id!r}, queues=2, backlog={int(before) + 5}))\n"
             "os.kill(os.getpid(), 9)\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60)

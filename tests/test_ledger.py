@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
-from pps import netns as ppsnetns
-from pps.collectors import Reading as R
-from pps.collectors import Scope, device_drivers, snapshot
-from pps.counters import to_frame, totals
-from pps.ledger import build_ledger
+from pps.host import netns as ppsnetns
+from pps.counters.collectors import Reading as R
+from pps.counters.collectors import Scope, device_drivers, snapshot
+from pps.counters.table import to_frame, totals
+from pps.counters.ledger import build_ledger
 
 
 def tot(before, after):

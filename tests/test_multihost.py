@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pps.agent import PROTOCOL, capabilities
-from pps.config import load_config
-from pps.cpulist import parse_cpulist
+from pps.run.agent import PROTOCOL, capabilities
+from pps.config.model import load_config
+from pps.config.cpulist import parse_cpulist
 from pps.errors import ConfigError, EnvironmentNotAble
-from pps.hosts_config import HostSpec
-from pps.remote import REPLY_TIMEOUT_S, HostSession, RemoteGroup, ssh_argv
+from pps.config.hosts import HostSpec
+from pps.run.remote import REPLY_TIMEOUT_S, HostSession, RemoteGroup, ssh_argv
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sshhost
@@ -332,7 +332,7 @@ def test_a_host_that_misses_one_reply_is_given_up_on_at_once_after():
 
 
 def test_an_endless_line_from_a_host_is_refused(monkeypatch):
-    monkeypatch.setattr("pps.remote.MAX_REPLY_BYTES", 1 << 16)
+    monkeypatch.setattr("pps.run.remote.MAX_REPLY_BYTES", 1 << 16)
     session = fake_agent("import sys, time; sys.stdout.write('x' * (1 << 17)); sys.stdout.flush(); "
                          "time.sleep(60)")
     try:

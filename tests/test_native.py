@@ -14,7 +14,7 @@ import pytest
 from loops import WIRE, RunningReceiver, send_raw, wire
 from pps import native
 from pps.errors import ConfigError
-from pps.sockets import open_senders
+from pps.host.sockets import open_senders
 
 
 @pytest.fixture

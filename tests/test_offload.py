@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from loops import run_trial
-from pps import offload
-from pps.config import load_config
+from pps.host import offload
+from pps.config.model import load_config
 from pps.errors import EnvironmentNotAble
-from pps.orchestrator import Mark
+from pps.run.trial import Mark
 
 PORTS = iter(range(47600, 47700))
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from pps import native
-from pps.sockets import open_senders
+from pps.host.sockets import open_senders
 
 TOLERANCE = 0.01
 PORTS = iter(range(47400, 47500))

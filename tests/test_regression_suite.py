@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pps.config import load_config
+from pps.config.model import load_config
 
 SUITE = sorted((Path(__file__).resolve().parent.parent / "configs" / "regression").glob("*.toml"))
 SHORT = ["--set", "run.duration=0.3", "--set", "run.warmup=0.1", "--set", "run.drain=0.1",

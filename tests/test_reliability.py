@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pps import lab, lab_owner
-from pps.lab_kernel import sysctl_read
+from pps.lab import bed as lab, owner as lab_owner
+from pps.lab.kernel import sysctl_read
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="labs and signals to workers need root")
 
@@ -60,7 +60,7 @@ def children(pid: int) -> list[int]:
 def worker_pid(pid: int, role: str) -> int:
     for child in children(pid):
         with open(f"/proc/{child}/cmdline", "rb") as f:
-            if b"pps.worker" in f.read():
+            if b"pps.run.worker" in f.read():
                 # Workers are spawned receivers first: the first is receiver-0.
                 if role == "receiver":
                     return child
@@ -182,7 +182,7 @@ def test_what_a_killed_lab_run_left_is_removed_by_the_next_run(tmp_path, lab_id)
     proc = start("--duration", "20", "--out", str(tmp_path / "a"), *lab_args(lab_id, before + 9), *SHORT)
     wait_for_line(proc, "measure")
     workers = children(proc.pid)  # the two workers, and the counter parser
-    assert sum(b"pps.worker" in Path(f"/proc/{w}/cmdline").read_bytes() for w in workers) == 2
+    assert sum(b"pps.run.worker" in Path(f"/proc/{w}/cmdline").read_bytes() for w in workers) == 2
     proc.kill()  # SIGKILL: nothing in pps runs; its workers and parser die with it
     proc.communicate(timeout=10)
     deadline = time.monotonic() + 5

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
-from pps import plot_latency, plot_style, plots
-from pps.display import rate
-from pps.plot_ledger import ledger_rows
-from pps.report import write_report
-from pps.results import TrialResults, read_trial
+from pps.report import plot_latency, plot_style, plots
+from pps.report.display import rate
+from pps.report.plot_ledger import ledger_rows
+from pps.report.build import write_report
+from pps.results.store import TrialResults, read_trial
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -14,8 +14,8 @@ import time
 import pandas as pd
 import pytest
 
-from pps.config import load_config
-from pps.orchestrator import Trial, WorkerSpec
+from pps.config.model import load_config
+from pps.run.trial import Trial, WorkerSpec
 
 PORTS = iter(range(47100, 47200))
 

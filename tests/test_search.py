@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pps.config import load_config
-from pps.search import Search, TrialResult, format_result
-from pps.search_run import limit_of, run_search, trial_from_summary, window_loss
+from pps.config.model import load_config
+from pps.experiments.search import Search, TrialResult, format_result
+from pps.experiments.search_run import limit_of, run_search, trial_from_summary, window_loss
 
 
 def options(*sets: str):

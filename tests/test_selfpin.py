@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from pps import selfpin
-from pps.config import load_config
-from pps.runner import execute
+from pps.host import selfpin
+from pps.config.model import load_config
+from pps.run.pipeline import execute
 
 PORTS = iter(range(48200, 48300))
 

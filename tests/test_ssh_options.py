@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 
-from pps.cli import main
-from pps.config import load_config
+from pps.cli.main import main
+from pps.config.model import load_config
 from pps.errors import ConfigError
-from pps.remote import ssh_argv
-from pps.ssh_options import config_keyword, parse_flags
+from pps.run.remote import ssh_argv
+from pps.config.ssh_options import config_keyword, parse_flags
 
 BASE = ["hosts.b.ssh=root@198.18.7.2", "receivers.host=b", "target.address=198.18.7.2"]
 
@@ -194,6 +194,6 @@ def test_config_with_allow_local_commands_loads_and_records_it(tmp_path):
     config = load_config(path)
     assert config.to_dict()["hosts"]["b"]["allow_local_commands"] is True
     # The recorded config loads again (results keep it; a sweep resumes from it).
-    from pps.config import build_config
+    from pps.config.model import build_config
 
     assert build_config(config.to_dict()).host("b").allow_local_commands is True

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from pps.errors import ConfigError
-from pps.regression_metrics import METRICS, parse_thresholds
-from pps.stats_compare import compare_brackets, compare_samples, worst
+from pps.experiments.regression_metrics import METRICS, parse_thresholds
+from pps.experiments.stats_compare import compare_brackets, compare_samples, worst
 
 # The issue's case: three unpaced repetitions against three capped at 20 kpps.
 ISSUE_BASE = [360_202.0, 358_911.0, 361_540.0]

@@ -16,10 +16,11 @@ import sys
 import pandas as pd
 import pytest
 
-from pps import flowpick, rss
-from pps.config import load_config
+from pps.plan import flowpick
+from pps.host import rss
+from pps.config.model import load_config
 from pps.errors import EnvironmentNotAble
-from pps.sockets import open_senders
+from pps.host.sockets import open_senders
 
 PORTS = iter(range(47800, 47900))
 
@@ -137,7 +138,7 @@ def test_a_run_lands_exactly_flows_over_n_on_each_receiver(tmp_path, receivers):
 
 def test_the_pick_is_in_control_not_lucky(monkeypatch):
     """Told to put all 8 flows on receiver 1, it does: by chance that is 1 in 256."""
-    from pps.runner import execute
+    from pps.run.pipeline import execute
 
     monkeypatch.setattr(flowpick, "choose",
                         functools.partial(flowpick.choose, target=lambda sender, flow: 1))
@@ -206,7 +207,7 @@ def test_incoming_cpu_gives_packets_to_the_receiver_on_the_cpu_that_processed_th
 # ---------------------------------------------------------------------------- lab
 
 def test_a_lab_run_picks_ports_across_namespaces(tmp_path):
-    from pps.lab import lab_down
+    from pps.lab.bed import lab_down
 
     lab_id = "s" + secrets.token_hex(3)
     try:

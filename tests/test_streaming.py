@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pps.collectors import Reading
-from pps.counters import KEY, RunningTotals, WRAP32, to_frame, totals
-from pps.counterstream import CounterStream, counters_sink
-from pps.results import read_trial, save_trial
-from pps.sample_log import SampleLog
-from pps.spill import SpillDir, SpilledTable
-from pps.status_pace import StatusPace
+from pps.counters.collectors import Reading
+from pps.counters.table import KEY, RunningTotals, WRAP32, to_frame, totals
+from pps.counters.stream import CounterStream, counters_sink
+from pps.results.store import read_trial, save_trial
+from pps.results.sample_log import SampleLog
+from pps.results.spill import SpillDir, SpilledTable
+from pps.run.status_pace import StatusPace
 
 # Series of every kind: a 64-bit counter, a 32-bit one (softnet wraps), a gauge.
 SERIES = [("snmp", "UdpInDatagrams", None), ("softnet", "dropped", 0),
@@ -141,7 +141,7 @@ def test_spill_dir_is_removed_when_dropped():
 def test_the_spill_of_a_killed_process_is_removed_by_the_next(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     killed = subprocess.run(  # makes a spill directory and dies without running finalizers
-        [sys.executable, "-c", "import os, pps.spill as s; d = s.SpillDir(); "
+        [sys.executable, "-c", "import os, pps.results.spill as s; d = s.SpillDir(); "
                                "print(d.path, flush=True); os._exit(9)"],
         capture_output=True, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
     orphan = Path(killed.stdout.strip())

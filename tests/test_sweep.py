@@ -15,9 +15,9 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from pps.config import load_config
+from pps.config.model import load_config
 from pps.errors import ConfigError
-from pps.sweep import plan_trials, run_sweep
+from pps.experiments.sweep import plan_trials, run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHORT = ["run.duration=0.5", "run.warmup=0.2", "run.drain=0.2", "run.interval=0.25"]

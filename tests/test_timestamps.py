@@ -14,9 +14,12 @@ import pandas as pd
 import pytest
 
 from loops import WIRE, RunningReceiver, run_trial, send_raw
-from pps import display, latency, native, offload
-from pps.config import load_config
-from pps.sockets import open_senders
+from pps.report import display
+from pps.results import latency
+from pps import native
+from pps.host import offload
+from pps.config.model import load_config
+from pps.host.sockets import open_senders
 
 PORTS = iter(range(48300, 48400))
 REALTIME = native.CLOCK_REALTIME
@@ -197,7 +200,7 @@ def test_kernel_support_is_probed():
 
 
 def test_a_latency_table_from_before_kinds_reads_as_one_way(tmp_path):
-    from pps.results import read_trial, write_trial
+    from pps.results.store import read_trial, write_trial
 
     old = pd.DataFrame([{"receiver": -1, "low_ns": 1024, "high_ns": 1087, "count": 5}])
     write_trial(tmp_path / "r", {"summary": {}}, {"latency": old})

@@ -1,4 +1,4 @@
-"""pps.topology against captured trees (tests/data/topo) and this live machine."""
+"""pps.host.topology against captured trees (tests/data/topo) and this live machine."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from pps.topo_view import describe, format_topology, topology_json
-from pps.topology import DeviceNotFound, parse_interrupts, read_topology
+from pps.host.topo_view import describe, format_topology, topology_json
+from pps.host.topology import DeviceNotFound, parse_interrupts, read_topology
 
 TOPO = os.path.join(os.path.dirname(__file__), "data", "topo")
 FIXTURES = ["mlx5-2socket", "i40e-2socket", "virtio-vm", "ena-smt-vm", "bnxt-sfc-amd", "this-host"]

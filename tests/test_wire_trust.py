@@ -5,7 +5,7 @@ driver (csrc/fuzz/driver.c) and fed random, short, oversized and crafted datagra
 an honest sender: extreme sequence numbers, stamps 0, 1 and 2^64 - 1, more flows than the
 table holds, the wrong key, replays. Every counter must come out as the contract says and
 the sanitizers must stay silent. Then a forger sends into a real run's receiver (the built
-module, through pps.worker): its packets are foreign, nothing of the honest flows moves.
+module, through pps.run.worker): its packets are foreign, nothing of the honest flows moves.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from pps import display, native, summary
-from pps.config import load_config
-from pps.group import LocalGroup
-from pps.orchestrator import WorkerSpec, worker_specs
+from pps.report import display
+from pps import native
+from pps.results import summary
+from pps.config.model import load_config
+from pps.run.group import LocalGroup
+from pps.run.trial import WorkerSpec, worker_specs
 
 REPO = Path(__file__).resolve().parent.parent
 CSRC = REPO / "csrc"

@@ -1,4 +1,4 @@
-"""Copy the files pps.topology reads from a live machine into a fixture tree.
+"""Copy the files pps.host.topology reads from a live machine into a fixture tree.
 
     python3 tests/data/topo/capture.py [DEST]      (default: tests/data/topo/this-host)
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from pps.cpulist import format_cpulist
+from pps.config.cpulist import format_cpulist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

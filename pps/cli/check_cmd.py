@@ -1,0 +1,84 @@
+"""`pps check`: run the host checks for a config's target device and planned CPUs, print them.
+
+Warnings never fail `pps check` (exit 0): it advises. A bad --root or config is exit 2, a
+missing device exit 3, raised as pps.errors types for the CLI to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+
+from pps.errors import ConfigError, PlacementError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="what on this host will spoil the measurement, and the fix",
+                       description="Read-only checks of this host (or a captured tree) against "
+                       "a config: IRQ balancing, CPU frequency and idle states, netfilter, "
+                       "RSS, queues, rings, socket buffer limits, NUMA, CPU load. Warnings "
+                       "come with the command that fixes them; nothing is changed.")
+    p.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. receivers.rcvbuf=8388608 (repeatable)")
+    p.add_argument("--dev", metavar="IFACE", help="device to check (default: the target's route)")
+    p.add_argument("--root", default="/", metavar="DIR", help="read a captured tree under DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _device(args: argparse.Namespace, config, live: bool) -> str | None:
+    if args.dev:
+        return args.dev
+    if config.target.device:
+        return config.target.device
+    if config.lab.enabled:
+        return None  # the lab's veth lives in its own namespace, out of this sysfs
+    from pps.run.pipeline import route_device
+
+    address = config.target.address
+    if not live and not ipaddress.ip_address(address).is_loopback:
+        raise ConfigError(f"--root {args.root}: the route to {address} on a captured tree is "
+                          "unknown; name the device with --dev")
+    return route_device(address)
+
+
+def gather(args: argparse.Namespace):
+    """Config, topology and plan for the checks -> (Context, plan note or None)."""
+    from pps.host.checks import Context
+    from pps.host.checks.base import is_live
+    from pps.config.model import load_config
+    from pps.plan.placement import plan_workers
+    from pps.host.topology import read_topology
+
+    if not os.path.isdir(args.root) or not os.path.isdir(
+            os.path.join(args.root, "sys/devices/system/cpu")):
+        raise ConfigError(f"--root {args.root}: not a directory holding "
+                          "sys/devices/system/cpu (a captured tree or /)")
+    config = load_config(args.config, args.set)
+    device = _device(args, config, is_live(args.root))
+    topology = read_topology(args.root, devices=[device] if device else [])
+    note = None
+    try:
+        plan = plan_workers(topology, config, device)
+    except PlacementError as exc:  # still worth checking the host; CPU checks cover all CPUs
+        plan, note = None, f"no placement plan ({exc}); CPU checks cover every online CPU"
+    return Context(args.root, topology, device, config, plan), note
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from pps.host.checks import format_report, results_json, run_checks
+    from pps.config.cpulist import format_cpulist
+
+    ctx, note = gather(args)
+    results = run_checks(ctx)
+    cpus = format_cpulist(ctx.planned_cpus())
+    if args.json:
+        print(json.dumps({**results_json(results), "root": args.root, "device": ctx.device,
+                     "cpus": list(ctx.planned_cpus()), "note": note}))
+        return 0
+    planned = "planned" if ctx.plan is not None else "all online"
+    header = f"pps check: {args.root}, device {ctx.device or 'none'}, {planned} CPUs {cpus}"
+    print(format_report(results, header + (f"\nnote: {note}" if note else "")), end="")
+    return 0

@@ -1,0 +1,67 @@
+"""`pps search CONFIG [--out DIR] [--json]`: the NDR / PDR search as a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_CHECK, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="find the no-drop (NDR) and partial-drop (PDR) rates",
+        description="Bisect the offered rate (senders.rate) to find the highest rate received "
+                    "with no drop (NDR) and with a loss ratio within search.loss_bound (PDR), "
+                    "within search.budget seconds and to search.precision; final trials are "
+                    "repeated search.confirm times.")
+    p.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. search.budget=60 (repeatable)")
+    p.add_argument("--duration", type=float, metavar="S", help="measurement seconds per trial")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="results directory (default results/search-TIME)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pps.config.model import load_config
+    from pps.results.store import check_out_dir, default_dir, dumps
+    from pps.counters.sampler import CounterSampler
+    from pps.experiments.search import format_result, trial_table
+    from pps.experiments.search_run import run_search
+
+    sets = list(args.set)
+    if args.duration:
+        sets.append(f"run.duration={args.duration}")
+    config = load_config(args.config, sets)
+    out = check_out_dir(args.out or default_dir("search"))  # before the first trial: exit 2
+    shown: list = []
+
+    def progress(trial) -> None:
+        # One line per trial as it ends; on stderr with --json, stdout being the contract.
+        text = trial_table([trial]).splitlines()
+        print(text[-1] if shown else "\n".join(text), file=sys.stderr if args.json else sys.stdout,
+              flush=True)
+        shown.append(trial)
+
+    result = run_search(config, out, confirmed=args.yes, progress=progress,
+                        sampler_factory=CounterSampler.for_run)
+    out = result.out or out  # a rescue directory when the search could not be saved where asked
+    for note in result.notes:
+        print(f"pps search: warning: {note}", file=sys.stderr)
+    if args.json:
+        print(dumps({**result.to_dict(), "results_dir": str(out), "notes": result.notes}))
+    else:
+        print()
+        print(format_result(result).split("\n\n", 1)[-1])
+        print(f"results in {out}")
+    if result.status == "interrupted":
+        return EXIT_INTERRUPTED
+    if result.ndr.rate is None and result.pdr.rate is None:
+        print("pps search: no rate passed, not even search.min_rate", file=sys.stderr)
+        return EXIT_CHECK
+    return EXIT_OK
+

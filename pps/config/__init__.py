@@ -1,0 +1,1 @@
+"""Stage 1, config: experiment files and --set values -> a validated, frozen Config."""

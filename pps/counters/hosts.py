@@ -1,0 +1,197 @@
+"""Counter sampling across hosts: every host's snapshot at each mark, in one counters table
+(with a host column) and one drop ledger that spans hosts.
+
+Namespaces are only unique within a host, so each reading's namespace gets a label unique in
+the run: this host keeps its own (None for the root namespace); host `b` files its root
+namespace as "b" and a namespace `x` there as "b:x". The ledger then reads the senders'
+host for send-side drops and the receivers' host for NIC, backlog, IP and UDP drops.
+
+Every host streams its own counters as the run goes (pps.counters.stream: parsed off the
+workers, a table on disk, running totals), so a run of any length costs each host, and the
+orchestrator, the same memory. A remote host's agent does that on its side; at the end it
+sends its totals and its table, in pieces, and the tables are joined here row group by row
+group, never whole in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from pps.counters.collectors import Scope
+from pps.counters.collectors.capture import Capturer
+from pps.counters.table import KEY
+from pps.counters.stream import ChildStream, StreamResult, counters_schema
+from pps.config.hosts import LOCAL
+from pps.counters.ledger import build_ledger
+from pps.results.spill import ParquetSink, SpillDir, SpilledTable
+
+COUNTERS_TIMEOUT_S = 300.0  # an agent finishing its stream: its parser's backlog, then totals
+CHUNK_BYTES = 4 << 20       # a piece of an agent's table per reply (base64 in a JSON line)
+
+
+def label(host: str, netns: str | None) -> str | None:
+    if host == LOCAL:
+        return netns
+    return host if netns is None else f"{host}:{netns}"
+
+
+@dataclass
+class HostCounters:
+    """Where one host's counters come from: take a snapshot (t, full), finish the stream."""
+
+    host: str
+    take: Callable[[float, bool], None]  # full: a mark (every collector), else an interval
+    finish: Callable[[], StreamResult]
+    drivers: dict[tuple[str | None, str], str]
+
+
+def local_counters(host: str, scopes: list[Scope], drivers: dict) -> tuple[HostCounters, Callable[[], None]]:
+    """This host's counters, streamed here; and the closer of its readers."""
+    capturer = Capturer(scopes)
+    stream = ChildStream(capturer.scopes, capturer.sources)
+
+    def take(t: float, full: bool) -> None:
+        stream.add(t, "mark" if full else "interval", capturer.take(full=full))
+
+    def finish() -> StreamResult:
+        capturer.close()
+        return stream.finish()
+    return HostCounters(host, take, finish, drivers), capturer.close
+
+
+def remote_counters(session: Any, drivers: dict) -> HostCounters:
+    """A host whose agent streams its counters (pps.run.agent op_collect, op_counters)."""
+    def take(t: float, full: bool) -> None:
+        session.request("collect", full=full, t=t)
+
+    def finish() -> StreamResult:
+        reply = session.request("counters", timeout_s=COUNTERS_TIMEOUT_S)
+        totals = pd.DataFrame(reply["totals"], columns=reply["columns"])
+        for column in ("queue", "cpu"):
+            totals[column] = totals[column].astype("Int64")
+        unavailable = {(s, d, n): why for s, d, n, why in reply["unavailable"]}
+        table = None
+        if reply["size"] is not None:
+            spill = SpillDir()
+            path = spill.path / "counters.parquet"
+            with open(path, "wb") as f:
+                while f.tell() < reply["size"]:
+                    piece = session.request("counters_chunk", offset=f.tell(), length=CHUNK_BYTES)
+                    data = base64.b64decode(piece["data"])
+                    if not data:
+                        raise OSError(f"host {session.name}: its counters table ended early")
+                    f.write(data)
+            table = SpilledTable(path, reply["rows"], spill)
+        return StreamResult(table, totals, unavailable, reply["snapshots"], reply["problem"])
+    return HostCounters(session.name, take, finish, drivers)
+
+
+class HostsSampler:
+    """The orchestrator's sampler for a run across hosts; same interface as CounterSampler."""
+
+    def __init__(self, hosts: list[HostCounters], send: tuple[str, str | None],
+                 recv: tuple[str, str | None], recv_device: str | None) -> None:
+        self.hosts = hosts
+        self.send_netns = label(*send)
+        self.recv_netns = label(*recv)
+        self.recv_host = label(recv[0], None)
+        self.recv_device = recv_device
+        self.taken = 0
+        self.unavailable: dict[tuple[str, str, str | None, str | None], str] = {}
+        self.problems: list[str] = []
+        self.seconds = 0.0
+        self._t0 = time.monotonic()
+        self._result: tuple[SpilledTable | None, pd.DataFrame, int] | None = None
+
+    def __call__(self, mark: str) -> None:
+        began = time.monotonic()
+        for h in self.hosts:
+            try:
+                h.take(began - self._t0, mark != "interval")
+            except OSError as exc:  # the host is gone; the run itself reports that
+                self.unavailable.setdefault(("host", h.host, None, None), str(exc))
+        self.seconds += time.monotonic() - began
+        self.taken += 1
+
+    def finish(self) -> tuple[SpilledTable | None, pd.DataFrame, int]:
+        """Every host's stream finished, joined: (table, totals, snapshots of the fewest)."""
+        if self._result is not None:
+            return self._result
+        spill = SpillDir()
+        sink = ParquetSink(spill.path / "counters.parquet", counters_schema(host=True), spill)
+        totals, snapshots = [], []
+        for h in self.hosts:
+            try:
+                got = h.finish()
+            except OSError as exc:
+                self.unavailable.setdefault(("host", h.host, None, None), str(exc))
+                continue
+            for (source, dev, ns), reason in got.unavailable.items():
+                self.unavailable.setdefault((source, h.host, dev, ns), reason)
+            if got.problem:
+                self.problems.append(f"host {h.host}: {got.problem}")
+            tot = got.totals.copy()
+            tot["netns"] = [label(h.host, None if pd.isna(ns) else ns) for ns in tot["netns"]]
+            totals.append(tot)
+            snapshots.append(got.snapshots)
+            if got.table is not None:
+                _append_host_rows(sink, got.table, h.host)
+        tot = (pd.concat(totals, ignore_index=True) if totals else
+               pd.DataFrame(columns=[*KEY, "first", "last", "delta", "resets", "samples"]))
+        self._result = (sink.close(), tot, min(snapshots) if snapshots else 0)
+        return self._result
+
+    def table(self) -> SpilledTable | None:
+        return self.finish()[0]
+
+    def totals(self) -> pd.DataFrame:
+        return self.finish()[1]
+
+    def ledger(self, sent: int, received: int) -> dict[str, Any] | None:
+        if self.finish()[2] < 2:
+            return None
+        drivers = {(label(h.host, ns), dev): d for h in self.hosts
+                   for (ns, dev), d in h.drivers.items()}
+        # Every host's root namespace carries other traffic (its SSH session, at least).
+        shared = {label(h.host, None) for h in self.hosts}
+        ledger = build_ledger(sent, received, self.totals(), self.send_netns, self.recv_netns,
+                              devices=drivers, shared=shared, recv_host=self.recv_host)
+        ledger.notes.append(f"sent counted on the senders' side ({self.send_netns or 'this host'}), "
+                            f"drops and receives on the receivers' ({self.recv_netns or 'this host'})")
+        return {**ledger.to_dict(), "text": ledger.format_text()}
+
+    def notes(self) -> list[str]:
+        self.finish()
+        return [f"{source} unavailable on host {host}{f' ({dev})' if dev else ''}: {reason}"
+                for (source, host, dev, _ns), reason in self.unavailable.items()
+                if source not in ("ethtool", "qstats")] + self.problems
+
+
+def _append_host_rows(sink: ParquetSink, table: SpilledTable, host: str) -> None:
+    """One host's table into the run's, a row group at a time: netns labelled, host added."""
+    source = pq.ParquetFile(table.path)
+    for i in range(source.num_row_groups):
+        df = source.read_row_group(i).to_pandas()
+        df["netns"] = [label(host, None if pd.isna(ns) else ns) for ns in df["netns"]]
+        df.insert(1, "host", host)
+        sink.write(df)
+
+
+def agent_totals(totals: pd.DataFrame) -> dict[str, Any]:
+    """Totals as the agent sends them: plain rows (NA as null) and their columns."""
+    rows = totals.astype(object).where(totals.notna(), None).to_numpy().tolist()
+    return {"columns": list(totals.columns), "totals": rows}
+
+
+def read_piece(path: Path, offset: int, length: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return base64.b64encode(f.read(min(length, CHUNK_BYTES))).decode()

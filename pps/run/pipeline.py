@@ -29,18 +29,6 @@ from pps.host.sockets import ensure_port_free
 from pps.host.topology import Topology, read_topology
 
 
-@dataclass
-class RunReport:
-    """What a finished (or stopped) trial produced."""
-
-    summary: dict[str, Any]
-    run_json: dict[str, Any]
-    tables: dict[str, pd.DataFrame]
-    outcome: TrialOutcome
-    results_dir: Path | None = None
-    save_notes: list[str] = field(default_factory=list)  # where results went, if not --out
-
-
 def check_target_allowed(config: Config, confirmed: bool) -> None:
     """Loopback and the lab are always fine (the lab picks its own addresses); any other
     target, even one in the benchmarking range, is a real load on a real network: --yes."""
@@ -168,15 +156,6 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
     return report
 
 
-def save(report: RunReport, out: Path, csv: bool) -> None:
-    """Write the results directory, whatever signal arrives meanwhile; where `out` cannot be
-    written, the results go to a rescue directory and the report's notes say where and why."""
-    with stopsignals.deferred():
-        saved = save_trial(out, report.run_json, report.tables, csv=csv)
-    report.results_dir, report.summary["results_dir"] = saved.path, str(saved.path)
-    report.save_notes.extend(saved.notes)
-
-
 def vanish_watch(lab: Any | None, device: str | None) -> Callable[[], str | None]:
     """A check, cheap enough for every liveness tick (one stat per path), that the lab's
     namespaces and the measured device still exist: a run whose lab is pulled away (`pps
@@ -195,38 +174,3 @@ def vanish_watch(lab: Any | None, device: str | None) -> Callable[[], str | None
                 return f"{what} vanished during the run"
         return None
     return gone
-
-
-def build_report(config: Config, plan: Plan, topology: Topology, outcome: TrialOutcome,
-                 warnings: list[str], host_before: dict, host_after: dict,
-                 lab_info: dict | None, sampler: Any | None) -> RunReport:
-    result = summary.summarize(outcome)
-    if outcome.interrupted:
-        result["stopped_by"] = outcome.stopped_by
-    warnings += offload.offload_warnings(config, config.lab.enabled, result)
-    warnings += offload.pacing_warnings(config, result)
-    warnings += offload.timestamp_warnings(config, result)
-    tables = {
-        "samples": summary.samples_table(outcome),
-        "workers": summary.workers_table(outcome),
-        "flows": summary.flows_table(outcome),
-        "latency": latency.table(outcome.histograms),
-    }
-    totals = None
-    if sampler is not None:
-        tables["counters"] = sampler.table()
-        result["ledger"] = sampler.ledger(result["sent"], result["received"])
-        warnings += sampler.notes()
-        totals = sampler.totals()
-    result["balance"] = balance(result["workers"], tables["flows"], totals,
-                                getattr(sampler, "recv_netns", None), getattr(sampler, "recv_device", None))
-    result["warnings"] = warnings
-    run_json = {
-        "config": config.to_dict(), "source": config.source, "summary": result,
-        "plan": plan.to_dict(), "topology": topology.to_dict(),
-        "host": {"before": host_before, "after": host_after}, "lab": lab_info,
-        "started_at": outcome.started_at, "workers": [
-            {k: w[k] for k in ("role", "index", "cpu", "cpus_allowed", "pid", "socket", "failure")}
-            for w in outcome.workers],
-    }
-    return RunReport(result, run_json, tables, outcome)

@@ -57,8 +57,8 @@ class Toggled:
 def child(spec: dict) -> None:
     """One trial in this process; prints one JSON line."""
     from pps.config.model import load_config
-    from pps.run.pipeline import execute
     from pps.counters.sampler import CounterSampler
+    from pps.run.pipeline import execute
 
     config = load_config(None, spec["sets"])
     samplers: list[CounterSampler] = []

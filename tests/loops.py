@@ -10,9 +10,9 @@ import time
 
 from pps import native
 from pps.host import offload
-from pps.run.trial import Trial, WorkerSpec
 from pps.host.sockets import open_receiver
 from pps.results.summary import summarize
+from pps.run.trial import Trial, WorkerSpec
 
 WIRE = struct.Struct("<IIQQ")
 

@@ -13,10 +13,10 @@ import time
 import pytest
 
 from pps import native
-from pps.run.agent import MAX_REQUEST_BYTES
 from pps.config.model import build_config
-from pps.run.linebuf import LineBuffer
 from pps.run.across import agent_config
+from pps.run.agent import MAX_REQUEST_BYTES
+from pps.run.linebuf import LineBuffer
 
 # ------------------------------------------------------------------ LineBuffer, in process
 

@@ -9,11 +9,11 @@ import socket
 
 import pytest
 
-from pps.host import netns
 from pps.counters.collectors import Scope, link, snapshot
 from pps.counters.collectors.capture import Capturer
-from pps.counters.table import KEY, totals
 from pps.counters.sampler import CounterSampler
+from pps.counters.table import KEY, totals
+from pps.host import netns
 
 PORTS = iter(range(48100, 48200))
 

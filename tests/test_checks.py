@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from pps.config.model import load_config
+from pps.errors import ConfigError
 from pps.host.checks import (
     CHECK_NAMES,
     STATUSES,
@@ -29,10 +31,8 @@ from pps.host.checks import (
     run_checks,
 )
 from pps.host.checks.base import busy_fraction, parse_proc_stat_line, read_processes
-from pps.config.model import load_config
-from pps.errors import ConfigError
-from pps.plan.placement import plan_workers
 from pps.host.topology import read_topology
+from pps.plan.placement import plan_workers
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 TUNED = os.path.join(DATA, "checks", "mlx5-tuned")

@@ -10,8 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from pps.counters.collectors import Reading, Scope, Unavailable, interrupts, link, nic, snapshot
-from pps.counters.collectors import device_drivers, snmp, sockets, softnet
+from pps.counters.collectors import (
+    Reading,
+    Scope,
+    Unavailable,
+    device_drivers,
+    interrupts,
+    link,
+    nic,
+    snapshot,
+    snmp,
+    sockets,
+    softnet,
+)
 
 DATA = Path(__file__).parent / "data" / "collectors"
 

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pps.experiments.compare import compare_dirs
 from pps.config.model import load_config
+from pps.experiments.compare import compare_dirs
 from pps.experiments.regression_metrics import parse_thresholds
-from pps.report.build import write_report
 from pps.experiments.search_run import run_search
 from pps.experiments.sweep import run_sweep
+from pps.report.build import write_report
 
 SHORT = ["run.duration=0.5", "run.warmup=0.2", "run.drain=0.2", "run.interval=0.25"]
 

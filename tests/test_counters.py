@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pps.counters.collectors import Reading as R
 from pps.counters.collectors import nic, softnet
-from pps.counters.table import THIRTY_TWO_BIT, WRAP32, to_frame, total_of, totals
 from pps.counters.ledger import build_ledger
+from pps.counters.table import THIRTY_TWO_BIT, WRAP32, to_frame, total_of, totals
 
 DATA = Path(__file__).parent / "data" / "collectors"
 

@@ -315,7 +315,8 @@ def test_check_md_lists_exactly_the_checks():
 
 
 def test_experiments_md_states_the_limits_and_defaults():
-    from pps.config import model as config, keys as config_keys
+    from pps.config import keys as config_keys
+    from pps.config import model as config
     from pps.experiments import search
 
     text = (DOCS / "experiments.md").read_text()

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from pps.host import ethtool
 from pps.errors import EnvironmentNotAble
+from pps.host import ethtool
 
 
 def _pad(buf: bytes, size: int) -> bytes:

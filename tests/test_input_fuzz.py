@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from pps.cli.main import main
 from pps.config.model import SCHEMA, load_config
 from pps.errors import ConfigError
-from pps.report.build import load as load_report
 from pps.experiments.sweep import run_sweep
+from pps.report.build import load as load_report
 
 KEYS = [f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys]
 SHORT = ["run.duration=0.3", "run.warmup=0", "run.drain=0.1", "run.interval=0.1"]

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pps.lab import kernel as kern
 from pps.errors import ConfigError, EnvironmentNotAble
+from pps.host.netns import call_in, enter
+from pps.lab import kernel as kern
 from pps.lab.bed import (
     BACKLOG_SYSCTL,
     LabSpec,
@@ -32,7 +33,6 @@ from pps.lab.bed import (
     require_net_admin,
     state_path,
 )
-from pps.host.netns import call_in, enter
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 9000

@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
-from pps.host import netns as ppsnetns
 from pps.counters.collectors import Reading as R
 from pps.counters.collectors import Scope, device_drivers, snapshot
-from pps.counters.table import to_frame, totals
 from pps.counters.ledger import build_ledger
+from pps.counters.table import to_frame, totals
+from pps.host import netns as ppsnetns
 
 
 def tot(before, after):

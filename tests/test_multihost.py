@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pps.run.agent import PROTOCOL, capabilities
-from pps.config.model import load_config
 from pps.config.cpulist import parse_cpulist
-from pps.errors import ConfigError, EnvironmentNotAble
 from pps.config.hosts import HostSpec
+from pps.config.model import load_config
+from pps.errors import ConfigError, EnvironmentNotAble
+from pps.run.agent import PROTOCOL, capabilities
 from pps.run.remote import REPLY_TIMEOUT_S, HostSession, RemoteGroup, ssh_argv
 
 sys.path.insert(0, str(Path(__file__).parent))

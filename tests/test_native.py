@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-
 from loops import WIRE, RunningReceiver, send_raw, wire
+
 from pps import native
 from pps.errors import ConfigError
 from pps.host.sockets import open_senders

@@ -8,11 +8,11 @@ import errno
 from types import SimpleNamespace
 
 import pytest
-
 from loops import run_trial
-from pps.host import offload
+
 from pps.config.model import load_config
 from pps.errors import EnvironmentNotAble
+from pps.host import offload
 from pps.run.trial import Mark
 
 PORTS = iter(range(47600, 47700))

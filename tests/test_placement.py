@@ -9,8 +9,8 @@ import pytest
 
 from pps.config.model import build_config, load_config
 from pps.errors import ConfigError, PlacementError
-from pps.plan.placement import plan_workers
 from pps.host.topology import read_topology
+from pps.plan.placement import plan_workers
 
 TOPO = os.path.join(os.path.dirname(__file__), "data", "topo")
 # fixture -> (device to align with, NIC node or None, multi-node?, SMT?)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pps.lab import bed as lab, owner as lab_owner
+from pps.lab import bed as lab
+from pps.lab import owner as lab_owner
 from pps.lab.kernel import sysctl_read
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="labs and signals to workers need root")

@@ -22,9 +22,9 @@ import pytest
 from matplotlib.colors import to_hex
 
 from pps.report import plot_latency, plot_style, plots
+from pps.report.build import write_report
 from pps.report.display import rate
 from pps.report.plot_ledger import ledger_rows
-from pps.report.build import write_report
 from pps.results.store import TrialResults, read_trial
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -22,11 +22,11 @@ import pytest
 
 from pps.config.model import load_config
 from pps.errors import ConfigError
-from pps.results.store import check_out_dir, read_trial, save_trial
-from pps.run.pipeline import execute
-from pps.results.safe_io import RESCUE_PREFIX, read_json, write_text_atomic
 from pps.experiments.search_run import run_search
 from pps.experiments.sweep import run_sweep
+from pps.results.safe_io import RESCUE_PREFIX, read_json, write_text_atomic
+from pps.results.store import check_out_dir, read_trial, save_trial
+from pps.run.pipeline import execute
 
 SHORT = ["run.duration=0.3", "run.warmup=0", "run.drain=0.1", "run.interval=0.1"]
 

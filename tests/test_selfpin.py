@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pps.host import selfpin
 from pps.config.model import load_config
+from pps.host import selfpin
 from pps.run.pipeline import execute
 
 PORTS = iter(range(48200, 48300))

@@ -19,9 +19,9 @@ import uuid
 
 import pandas as pd
 
-from pps.host import netns
 from pps.counters.collectors import Scope
 from pps.counters.sampler import CounterSampler
+from pps.host import netns
 
 STATUS = re.compile(r"^\[\s*[\d.]+-\s*[\d.]+ s\]")
 

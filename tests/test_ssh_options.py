@@ -11,9 +11,9 @@ import pytest
 
 from pps.cli.main import main
 from pps.config.model import load_config
+from pps.config.ssh_options import config_keyword, parse_flags
 from pps.errors import ConfigError
 from pps.run.remote import ssh_argv
-from pps.config.ssh_options import config_keyword, parse_flags
 
 BASE = ["hosts.b.ssh=root@198.18.7.2", "receivers.host=b", "target.address=198.18.7.2"]
 

@@ -16,11 +16,11 @@ import sys
 import pandas as pd
 import pytest
 
-from pps.plan import flowpick
-from pps.host import rss
 from pps.config.model import load_config
 from pps.errors import EnvironmentNotAble
+from pps.host import rss
 from pps.host.sockets import open_senders
+from pps.plan import flowpick
 
 PORTS = iter(range(47800, 47900))
 

@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pps.counters.collectors import Reading
-from pps.counters.table import KEY, RunningTotals, WRAP32, to_frame, totals
 from pps.counters.stream import CounterStream, counters_sink
-from pps.results.store import read_trial, save_trial
+from pps.counters.table import KEY, WRAP32, RunningTotals, to_frame, totals
 from pps.results.sample_log import SampleLog
 from pps.results.spill import SpillDir, SpilledTable
+from pps.results.store import read_trial, save_trial
 from pps.run.status_pace import StatusPace
 
 # Series of every kind: a 64-bit counter, a 32-bit one (softnet wraps), a gauge.

@@ -12,14 +12,14 @@ import sys
 
 import pandas as pd
 import pytest
-
 from loops import WIRE, RunningReceiver, run_trial, send_raw
+
+from pps import native
+from pps.config.model import load_config
+from pps.host import offload
+from pps.host.sockets import open_senders
 from pps.report import display
 from pps.results import latency
-from pps import native
-from pps.host import offload
-from pps.config.model import load_config
-from pps.host.sockets import open_senders
 
 PORTS = iter(range(48300, 48400))
 REALTIME = native.CLOCK_REALTIME

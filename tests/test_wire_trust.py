@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from pps.report import display
 from pps import native
-from pps.results import summary
 from pps.config.model import load_config
+from pps.report import display
+from pps.results import summary
 from pps.run.group import LocalGroup
 from pps.run.trial import WorkerSpec, worker_specs
 

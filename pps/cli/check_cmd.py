@@ -46,11 +46,11 @@ def _device(args: argparse.Namespace, config, live: bool) -> str | None:
 
 def gather(args: argparse.Namespace):
     """Config, topology and plan for the checks -> (Context, plan note or None)."""
+    from pps.config.model import load_config
     from pps.host.checks import Context
     from pps.host.checks.base import is_live
-    from pps.config.model import load_config
-    from pps.plan.placement import plan_workers
     from pps.host.topology import read_topology
+    from pps.plan.placement import plan_workers
 
     if not os.path.isdir(args.root) or not os.path.isdir(
             os.path.join(args.root, "sys/devices/system/cpu")):
@@ -68,8 +68,8 @@ def gather(args: argparse.Namespace):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from pps.host.checks import format_report, results_json, run_checks
     from pps.config.cpulist import format_cpulist
+    from pps.host.checks import format_report, results_json, run_checks
 
     ctx, note = gather(args)
     results = run_checks(ctx)

@@ -143,9 +143,9 @@ class RichProgress:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pps.config.model import load_config
-    from pps.results.store import check_out_dir, default_dir, dumps
     from pps.counters.sampler import CounterSampler
     from pps.experiments.sweep import run_sweep
+    from pps.results.store import check_out_dir, default_dir, dumps
 
     config = load_config(args.config, args.set)
     if args.resume and args.out is None:
@@ -199,8 +199,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pps.experiments.compare import compare_dirs
-    from pps.report.compare_text import format_text
     from pps.experiments.regression_metrics import parse_thresholds
+    from pps.report.compare_text import format_text
     from pps.results.store import dumps
 
     result = compare_dirs(args.baseline, list(args.current), parse_thresholds(args.threshold),

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pps import __version__
-from pps.run import stopsignals
 from pps.errors import ConfigError, PpsError
+from pps.run import stopsignals
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE's status: `pps topo | head` closed our stdout
@@ -233,8 +233,8 @@ def outcome_code(summary: dict[str, Any], max_loss: float | None) -> int:
 
 
 def cmd_topo(args: argparse.Namespace) -> int:
-    from pps.results.store import dumps
     from pps.host.topo_view import describe, format_topology, topology_json
+    from pps.results.store import dumps
 
     topology, info = describe(args.root, args.dev)
     print(dumps(topology_json(topology, info)) if args.json else format_topology(topology, info))
@@ -242,8 +242,9 @@ def cmd_topo(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from pps.lab import bed as lab, owner as lab_owner
     from pps.config.model import build_config
+    from pps.lab import bed as lab
+    from pps.lab import owner as lab_owner
     from pps.results.store import dumps
 
     args.id = args.id or lab_owner.default_id()

@@ -28,10 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from pps.config.model import load_config
-    from pps.results.store import check_out_dir, default_dir, dumps
     from pps.counters.sampler import CounterSampler
     from pps.experiments.search import format_result, trial_table
     from pps.experiments.search_run import run_search
+    from pps.results.store import check_out_dir, default_dir, dumps
 
     sets = list(args.set)
     if args.duration:

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pps.errors import ConfigError
 from pps.config.ssh_options import check_ssh_options
+from pps.errors import ConfigError
 
 LOCAL = "local"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # used with fullmatch: "$" allows a "\n"

@@ -10,9 +10,9 @@ import json
 import math
 from typing import Any
 
+from pps.config.hosts import HOST_KEYS
 from pps.config.model import SCHEMA, Config
 from pps.config.values import Key
-from pps.config.hosts import HOST_KEYS
 
 TYPE_NAMES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string",
               "cpus": "CPU list", "strlist": "list of strings", "address": "IP address"}

@@ -22,12 +22,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pps.results import safe_io
+from pps.config.hosts import LOCAL, HostSpec, check_roles, parse_hosts
 from pps.config.values import Key, convert, did_you_mean, show
 from pps.errors import ConfigError
 from pps.lab.owner import default_id
 from pps.native import WIRE_HEADER_BYTES
-from pps.config.hosts import LOCAL, HostSpec, check_roles, parse_hosts
+from pps.results import safe_io
 
 MAX_UDP_PAYLOAD_V4 = 65507
 # Bounds on what a config may ask for, checked before anything is expanded.

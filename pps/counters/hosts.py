@@ -25,12 +25,12 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from pps.config.hosts import LOCAL
 from pps.counters.collectors import Scope
 from pps.counters.collectors.capture import Capturer
-from pps.counters.table import KEY
-from pps.counters.stream import ChildStream, StreamResult, counters_schema
-from pps.config.hosts import LOCAL
 from pps.counters.ledger import build_ledger
+from pps.counters.stream import ChildStream, StreamResult, counters_schema
+from pps.counters.table import KEY
 from pps.results.spill import ParquetSink, SpillDir, SpilledTable
 
 COUNTERS_TIMEOUT_S = 300.0  # an agent finishing its stream: its parser's backlog, then totals

@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
+from pps.config.model import Config
 from pps.counters import collectors
 from pps.counters.collectors.capture import Capturer
-from pps.config.model import Config
-from pps.counters.stream import ChildStream, StreamResult
 from pps.counters.ledger import build_ledger
+from pps.counters.stream import ChildStream, StreamResult
 from pps.results.spill import SpilledTable
 
 

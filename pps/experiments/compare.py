@@ -29,8 +29,6 @@ from pps.experiments.regression_metrics import (
     parse_thresholds,
     trial_metrics,
 )
-from pps.results.store import is_sweep, read_sweep_json, read_trial, trial_dirs
-from pps.results.safe_io import shown
 from pps.experiments.search_results import SavedSearch, is_search, read_search
 from pps.experiments.stats_compare import (
     ALPHA,
@@ -40,6 +38,8 @@ from pps.experiments.stats_compare import (
     worst,
 )
 from pps.experiments.sweep import flatten
+from pps.results.safe_io import shown
+from pps.results.store import is_sweep, read_sweep_json, read_trial, trial_dirs
 
 # Config keys whose difference makes two runs different experiments. The rest (durations,
 # repetitions, port, rate, sweep lists) are reported but do not block: a paced rate is how a

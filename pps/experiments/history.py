@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pps.experiments.compare import Side, compare_metric, differences, load_side, split_allowed
-from pps.report.compare_text import point_text
 from pps.errors import ConfigError
+from pps.experiments.compare import Side, compare_metric, differences, load_side, split_allowed
 from pps.experiments.regression_metrics import BRACKET_METRICS, METRICS, Metric, parse_thresholds
-from pps.results.safe_io import shown
 from pps.experiments.stats_compare import ALPHA, Comparison, compare_samples
+from pps.report.compare_text import point_text
+from pps.results.safe_io import shown
 
 DEFAULT_WINDOW = 5
 CENTERS_FROM = 4   # earlier points from which their centers, not repetitions, are the sample
@@ -200,10 +200,10 @@ def _point_summary(table: pd.DataFrame, position: int, source: str | None = None
 
 def write_history(history: History, out: Path) -> dict[str, Any]:
     """OUT/trend.parquet, OUT/trend.csv and OUT/trend.png; returns their paths."""
-    from pps.report.build import report_dir
-    from pps.results.safe_io import describe_oserror, write_atomic, write_text_atomic
-    from pps.report.trend_plot import trend
     from pps.errors import EnvironmentNotAble
+    from pps.report.build import report_dir
+    from pps.report.trend_plot import trend
+    from pps.results.safe_io import describe_oserror, write_atomic, write_text_atomic
 
     out = report_dir(Path(out))
     try:

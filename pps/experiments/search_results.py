@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pps.results import safe_io
 from pps.config import shapes
 from pps.errors import ConfigError
-from pps.results.store import read_run_json
 from pps.experiments.search import SEARCH_FILE, SEARCH_SCHEMA
+from pps.results import safe_io
+from pps.results.store import read_run_json
 
 N, T, O, A, ANY = shapes.NUMBER, shapes.TEXT, shapes.OBJECT, shapes.ARRAY, shapes.ANY
 _FOUND = {"rate": N, "hi": N, "loss_ratio": N, "p50_ns": N, "p99_ns": N, "trials": A,

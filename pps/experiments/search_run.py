@@ -15,7 +15,6 @@ from typing import Any
 
 from pps.config.model import Config
 from pps.errors import ConfigError, RunFailed
-from pps.results.safe_io import describe_oserror, rescue_dir, write_text_atomic
 from pps.experiments.search import (
     SEARCH_FILE,
     TRIAL_OVERHEAD_S,
@@ -24,6 +23,7 @@ from pps.experiments.search import (
     TrialInterrupted,
     TrialResult,
 )
+from pps.results.safe_io import describe_oserror, rescue_dir, write_text_atomic
 
 
 def limit_of(summary: dict[str, Any], offered: float, precision: float) -> tuple[str | None, int]:
@@ -156,8 +156,8 @@ def run_search(config: Config, out: Path, *, confirmed: bool = False,
                clock: Callable[[], float] = time.monotonic) -> SearchResult:
     """Search with real trials, each a full run saved under OUT/trials/NNNN; OUT/search.json
     is rewritten after every trial, so an interrupted search leaves a readable directory."""
-    from pps.run import pipeline as runner
     from pps.results.store import check_out_dir, rescue_reason
+    from pps.run import pipeline as runner
 
     execute = execute or runner.execute
     place = SearchDir(check_out_dir(Path(out)))

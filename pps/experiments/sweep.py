@@ -24,6 +24,7 @@ import pandas as pd
 from pps.config.model import Config, expand_sweep
 from pps.errors import ConfigError, EnvironmentNotAble, RunFailed
 from pps.results.latency import SPLIT
+from pps.results.safe_io import describe_oserror, rescue_dir, write_atomic, write_text_atomic
 from pps.results.store import (
     SCHEMA_VERSION,
     check_out_dir,
@@ -32,7 +33,6 @@ from pps.results.store import (
     read_trial,
     rescue_reason,
 )
-from pps.results.safe_io import describe_oserror, rescue_dir, write_atomic, write_text_atomic
 
 SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.parquet"

@@ -21,9 +21,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from pps.results import latency
 from pps.config.model import Config
 from pps.errors import EnvironmentNotAble
+from pps.results import latency
 
 PACING_TOLERANCE = 0.01   # the shortfall over which a paced run says it missed its rate
 

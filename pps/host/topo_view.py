@@ -10,9 +10,9 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from pps.host import ethtool
 from pps.config.cpulist import format_cpulist
 from pps.errors import EnvironmentNotAble
+from pps.host import ethtool
 from pps.host.topology import Device, Topology, describe_queue, read_topology
 
 DeviceInfo = dict[str, dict[str, Any] | None]  # device -> ethtool.device_settings() or None

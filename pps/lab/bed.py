@@ -27,10 +27,10 @@ from typing import Any
 
 from pyroute2 import netns as pyr_netns
 
-from pps.lab import kernel as kern
-from pps.lab import owner as lab_owner
 from pps.errors import ConfigError, EnvironmentNotAble
 from pps.host.netns import NETNS_RUN_DIR, call_in
+from pps.lab import kernel as kern
+from pps.lab import owner as lab_owner
 
 STATE_DIR = "/run/pps"
 SENDER_ADDR = "198.18.0.1"

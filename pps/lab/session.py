@@ -31,7 +31,8 @@ class LabSession:
     def __enter__(self) -> RunLab | None:
         if not self.options.enabled:
             return None
-        from pps.lab import bed as lab, owner as lab_owner
+        from pps.lab import bed as lab
+        from pps.lab import owner as lab_owner
 
         o = self.options
         wanted = lab.LabSpec(id=o.id, queues=o.queues, rps_cpus=o.rps_cpus, gro=o.gro,
@@ -65,7 +66,8 @@ class LabSession:
     def __exit__(self, *exc: object) -> None:
         try:
             if self.lab is not None and self.created:
-                from pps.lab import bed as lab, owner as lab_owner
+                from pps.lab import bed as lab
+                from pps.lab import owner as lab_owner
 
                 lab.lab_down(self.lab.id, force=True)  # ours: we hold it
                 lab_owner.forget(self.lab.id)

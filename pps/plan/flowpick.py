@@ -48,9 +48,9 @@ from typing import Any
 
 import pandas as pd
 
-from pps.host import netns, rss
 from pps._native import lib
 from pps.errors import PpsError
+from pps.host import netns, rss
 from pps.host.sockets import family_of
 
 PROBE_TIMEOUT_S = 0.5

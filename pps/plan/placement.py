@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pps.config.model import Config
 from pps.config.cpulist import format_cpulist
+from pps.config.model import Config
 from pps.errors import ConfigError, PlacementError
 from pps.host.topology import Device, RxQueue, Topology
 

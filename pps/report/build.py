@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pps.errors import ConfigError, EnvironmentNotAble
+from pps.experiments.search_results import SavedSearch, is_search, read_search
+from pps.experiments.sweep import trial_row
+from pps.report.doc import Block, Heading, to_markdown
+from pps.report.html import write_html
+from pps.report.runs import MAX_TRIALS_PLOTTED, runs_blocks
+from pps.results.safe_io import describe_oserror, shown, write_text_atomic
 from pps.results.store import (
     TrialResults,
     check_out_dir,
@@ -22,12 +28,6 @@ from pps.results.store import (
     read_trial,
     trial_dirs,
 )
-from pps.experiments.search_results import SavedSearch, is_search, read_search
-from pps.report.doc import Block, Heading, to_markdown
-from pps.report.html import write_html
-from pps.report.runs import MAX_TRIALS_PLOTTED, runs_blocks
-from pps.results.safe_io import describe_oserror, shown, write_text_atomic
-from pps.experiments.sweep import trial_row
 
 
 class Loaded:

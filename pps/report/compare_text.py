@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pps.report.display import duration_ns, rate
 from pps.experiments.regression_metrics import METRICS
+from pps.report.display import duration_ns, rate
 
 COLUMN_GAP = "  "
 

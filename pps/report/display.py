@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pps.results.balance import describe as describe_balance
 from pps.config.hosts import LOCAL, worker_label
+from pps.results.balance import describe as describe_balance
 from pps.results.latency import SPLIT
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 
 from pps.report import plots
 from pps.report.display import duration_ns, rate
+from pps.report.doc import Block, Bullets, Heading, Headline, Image, Table, Text
 from pps.report.plot_ledger import PARTS, ledger_rows
 from pps.report.plot_style import value_text
-from pps.report.doc import Block, Bullets, Heading, Headline, Image, Table, Text
 from pps.results.safe_io import write_text_atomic
 
 MAX_TRIALS_PLOTTED = 12  # per-trial plots stay readable; the first repetitions come first

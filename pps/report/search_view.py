@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pps.experiments.search_results import SavedSearch
 from pps.report.display import duration_ns, rate
 from pps.report.doc import Block, Heading, Image, Table, Text
-from pps.results.safe_io import shown
-from pps.experiments.search_results import SavedSearch
 from pps.report.trend_plot import search_ladder
+from pps.results.safe_io import shown
 
 
 def _pps(v: Any) -> str:

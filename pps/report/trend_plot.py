@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from pps.report import plot_style as style
 from pps.experiments.regression_metrics import Metric
+from pps.report import plot_style as style
 
 MAX_LABEL = 22   # characters of a run.label shown under its point
 VERDICT_MARKS = {"regression": ("tab:red", "regression"), "improvement": ("tab:green", "improvement")}

@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from pps.results import safe_io
 from pps.config import shapes
 from pps.errors import ConfigError, RunFailed
+from pps.results import safe_io
 from pps.results.spill import SpilledTable
 
 SCHEMA_VERSION = 1

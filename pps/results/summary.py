@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from pps.results import latency
 from pps.config.hosts import LOCAL
-from pps.run.trial import Mark, TrialOutcome
+from pps.results import latency
 from pps.results.sample_log import SampleLog
 from pps.results.spill import SpilledTable
+from pps.run.trial import Mark, TrialOutcome
 
 SAMPLE_RATE_COLUMNS = ("packets", "bytes", "syscalls", "errors", "enobufs", "eagain")
 # What receivers did not trust (docs/wire.md): foreign_flow and seq_jump are part of foreign;

@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pps.counters import collectors
-from pps.host import metadata, selfpin
-from pps.config.model import Config
-from pps.run.group import LocalGroup
 from pps.config.hosts import LOCAL, HostSpec, roles_by_host
+from pps.config.model import Config
+from pps.counters import collectors
 from pps.counters.hosts import HostCounters, HostsSampler, local_counters, remote_counters
+from pps.host import metadata, selfpin
+from pps.run.group import LocalGroup
+from pps.run.remote import HostSession, RemoteGroup
 from pps.run.share import prepare_share
 from pps.run.trial import Trial
-from pps.run.remote import HostSession, RemoteGroup
 
 
 class _AsDict:
@@ -56,7 +56,8 @@ def agent_config(config: Config) -> dict[str, Any]:
 
 def execute_across_hosts(config: Config, *, out: Path | None, root: str, status, csv: bool,
                          notice) -> Any:
-    from pps.run.pipeline import RunReport, _addresses, build_report, save
+    from pps.results.run_report import RunReport, build_report, save
+    from pps.run.pipeline import _addresses
 
     hosts = roles_by_host(config)
     cross = config.senders.host != config.receivers.host
@@ -122,18 +123,17 @@ def execute_across_hosts(config: Config, *, out: Path | None, root: str, status,
     for g in groups:
         info[g.host]["after"] = getattr(g, "meta_after", None) or (
             metadata.host(root) if g.host == LOCAL else None)
-    plan = _AsDict({"hosts": {n: s["plan"] for n, s in shares.items()},
-                    "workers": [{**w, "host": n} for n, s in shares.items() for w in s["plan"]["workers"]]})
-    topology = _AsDict({n: s["topology"] for n, s in shares.items()})
-    report: RunReport = build_report(config, plan, topology, outcome, warnings,
-                                     info.get(LOCAL, {}).get("before", {}),
-                                     info.get(LOCAL, {}).get("after", {}), None, sampler)
-    report.run_json["hosts"] = {n: {**info[n], "roles": list(hosts[n]), "checks": shares[n]["checks"],
-                                    "device": shares[n]["device"], "netns": shares[n]["netns"],
-                                    **({} if n == LOCAL else {"agent": shares[n].get("agent")})}
-                                for n in hosts}
-    report.run_json["orchestrator"] = orchestrator
-    report.run_json["checks"] = shares[config.receivers.host]["checks"].get("checks", [])
+    plan = {"hosts": {n: s["plan"] for n, s in shares.items()},
+            "workers": [{**w, "host": n} for n, s in shares.items() for w in s["plan"]["workers"]]}
+    topology = {n: s["topology"] for n, s in shares.items()}
+    hosts_info = {n: {**info[n], "roles": list(hosts[n]), "checks": shares[n]["checks"],
+                      "device": shares[n]["device"], "netns": shares[n]["netns"],
+                      **({} if n == LOCAL else {"agent": shares[n].get("agent")})}
+                  for n in hosts}
+    report: RunReport = build_report(
+        config, outcome, plan=plan, topology=topology, hosts=hosts_info, warnings=warnings,
+        sampler=sampler, lab_info=None, orchestrator=orchestrator,
+        checks=shares[config.receivers.host]["checks"].get("checks", []))
     if out is not None:
         save(report, out, csv)
     return report

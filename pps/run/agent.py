@@ -32,10 +32,10 @@ import sys
 from typing import Any
 
 from pps import __version__
-from pps.errors import ConfigError, EnvironmentNotAble
 from pps.config.hosts import NAME, is_netns_name
-from pps.run.linebuf import LineBuffer
+from pps.errors import ConfigError, EnvironmentNotAble
 from pps.host.netns import NETNS_RUN_DIR
+from pps.run.linebuf import LineBuffer
 
 # 2: histograms come by kind ({"one_way": {...}, "stack": ..., "app": ...}); slots hold the
 # stack/app counters. 3: prepare's drivers are [netns, device, driver] rows. 4: counters
@@ -93,10 +93,10 @@ class Agent:
         return method(request) or {}
 
     def op_prepare(self, r: dict[str, Any]) -> dict[str, Any]:
-        from pps.counters import collectors
-        from pps.host import metadata, selfpin
-        from pps.counters.collectors.capture import Capturer
         from pps.config.model import build_config
+        from pps.counters import collectors
+        from pps.counters.collectors.capture import Capturer
+        from pps.host import metadata, selfpin
         from pps.run.group import LocalGroup
         from pps.run.share import prepare_share
 

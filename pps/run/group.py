@@ -11,13 +11,11 @@ so a fixed order makes the group the same on every run (and the same as a probe 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pps import native
 from pps.config.hosts import LOCAL
 from pps.run.procs import WorkerHandle, spawn_worker, wait_for
-
 
 # A running loop publishes its heartbeat at least every 50 ms (a receiver's read timeout, a
 # paced sender's longest sleep); one silent for this long is stopped (SIGSTOP), stuck in the

@@ -9,24 +9,20 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from pps.plan import flowpick
-from pps.results import latency, summary
-from pps.host import metadata, netns, offload, selfpin
-from pps.run import stopsignals
-from pps.results.balance import balance
+from pps.config.hosts import LOCAL
 from pps.config.model import Config
 from pps.errors import ConfigError, EnvironmentNotAble
-from pps.run.trial import Trial, TrialOutcome, WorkerSpec
-from pps.plan.placement import Plan, plan_workers
-from pps.results.store import save_trial
+from pps.host import metadata, netns, offload, selfpin
 from pps.host.sockets import ensure_port_free
 from pps.host.topology import Topology, read_topology
+from pps.plan import flowpick
+from pps.plan.placement import Plan, plan_workers
+from pps.results.run_report import RunReport, build_report, save
+from pps.run import stopsignals
+from pps.run.trial import Trial, WorkerSpec
 
 
 def check_target_allowed(config: Config, confirmed: bool) -> None:
@@ -146,10 +142,10 @@ def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: boo
         finishing.enter_context(stopsignals.deferred())
         host_after = metadata.host(root)
         lab_info = lab.describe() if lab else None
-        report = build_report(config, plan, topology, outcome, warnings, host_before,
-                              host_after, lab_info, sampler)
-        report.run_json["checks"] = checks["checks"]
-        report.run_json["orchestrator"] = orchestrator
+        report = build_report(config, outcome, plan=plan.to_dict(), topology=topology.to_dict(),
+                              hosts={LOCAL: {"before": host_before, "after": host_after}},
+                              warnings=warnings, sampler=sampler, lab_info=lab_info,
+                              checks=checks["checks"], orchestrator=orchestrator)
         flowpick.record(report, pick)
         if out is not None:
             save(report, out, csv)

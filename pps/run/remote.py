@@ -27,9 +27,9 @@ import threading
 import time
 from typing import Any
 
-from pps.run.agent import PROTOCOL
-from pps.errors import ConfigError, EnvironmentNotAble, PpsError
 from pps.config.hosts import HostSpec
+from pps.errors import ConfigError, EnvironmentNotAble, PpsError
+from pps.run.agent import PROTOCOL
 from pps.run.linebuf import LineBuffer, read_available
 
 HELLO_TIMEOUT_S = 30.0

@@ -12,13 +12,13 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from pps.host import netns as _netns
 from pps.config.model import Config
 from pps.errors import EnvironmentNotAble
-from pps.run.trial import WorkerSpec, worker_specs
-from pps.plan.placement import Plan, plan_workers
+from pps.host import netns as _netns
 from pps.host.sockets import ensure_port_free
 from pps.host.topology import Topology, read_topology
+from pps.plan.placement import Plan, plan_workers
+from pps.run.trial import WorkerSpec, worker_specs
 
 
 @dataclass

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pps import native
-from pps.run import stopsignals
-from pps.config.model import Config
-from pps.run.group import LocalGroup
 from pps.config.hosts import LOCAL, worker_label
-from pps.run.procs import WorkerHandle
+from pps.config.model import Config
 from pps.results.sample_log import SampleLog
+from pps.run import stopsignals
+from pps.run.group import LocalGroup
+from pps.run.procs import WorkerHandle
 from pps.run.status_pace import StatusPace
 
 LIVENESS_S = 0.1

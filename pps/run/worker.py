@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from pps import native
-from pps.host import netns
 from pps.errors import EnvironmentNotAble, PpsError
+from pps.host import netns
 from pps.host.sockets import open_receiver, open_senders
 
 GO_POLL_S = 0.0005

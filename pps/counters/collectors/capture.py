@@ -30,8 +30,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pps.host import netns as _netns
-from pps.errors import EnvironmentNotAble
 from pps.counters.collectors import (
     SOURCES,
     Reading,
@@ -44,6 +42,8 @@ from pps.counters.collectors import (
     sockets,
     softnet,
 )
+from pps.errors import EnvironmentNotAble
+from pps.host import netns as _netns
 
 GLOBAL_FILES = {"softnet": "/proc/net/softnet_stat", "interrupts": "/proc/interrupts",
                 "softirqs": "/proc/softirqs"}

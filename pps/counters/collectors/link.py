@@ -13,8 +13,8 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 
-from pps.errors import EnvironmentNotAble
 from pps.counters.collectors import Reading
+from pps.errors import EnvironmentNotAble
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300

@@ -18,9 +18,9 @@ import socket
 import struct
 from collections.abc import Iterable
 
+from pps.counters.collectors import Reading
 from pps.errors import EnvironmentNotAble
 from pps.host.ethtool import ETHTOOL_GDRVINFO, IFNAMSIZ, SIOCETHTOOL
-from pps.counters.collectors import Reading
 
 ETHTOOL_GSTRINGS = 0x1B
 ETHTOOL_GSTATS = 0x1D

@@ -15,8 +15,6 @@ from typing import Any
 
 from pps.config.model import Config
 from pps.errors import ConfigError
-from pps.plan.placement import Plan
-from pps.host.topology import Topology
 from pps.host.checks import host, net
 from pps.host.checks.base import (
     STATUSES,
@@ -27,6 +25,8 @@ from pps.host.checks.base import (
     is_live,
     sample_cpu_load,
 )
+from pps.host.topology import Topology
+from pps.plan.placement import Plan
 
 __all__ = ["CHECKS", "CHECK_NAMES", "STATUSES", "Check", "CheckResult", "Context", "Proc",
            "checks_for_run", "format_report", "required_failures", "results_json",

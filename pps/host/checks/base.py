@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pps.config.model import Config
-from pps.plan.placement import Plan
 from pps.host.topology import Device, Topology
+from pps.plan.placement import Plan
 
 STATUSES = ("ok", "warn", "n/a")
 
@@ -148,8 +148,8 @@ def read_text(root: str, rel: str) -> str | None:
 
 
 def live_ethtool(device: str) -> dict[str, Any] | None:
-    from pps.host import ethtool
     from pps.errors import EnvironmentNotAble
+    from pps.host import ethtool
 
     try:
         return ethtool.device_settings(device)

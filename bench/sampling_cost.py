@@ -15,10 +15,10 @@ long trial instead: the sampler runs at the interval throughout and reads the co
 every other block of 5 samples; each interval is attributed to whether a read began it.
 This found the cause of the 10 Hz cost (a 1 MiB buffer per netlink read, in link.py).
 
-Each trial is a fresh child process running the same `runner.execute` and `CounterSampler`
+Each trial is a fresh child process running the same `pps.run.pipeline.execute` and `CounterSampler`
 as `pps run` (only the source filter is added), so it also reports the orchestrator's own CPU
 time, the time spent in snapshots, and the CPU time of the counter parser (a child process
-at nice 19 that parses the captures while the run goes, see pps/counterstream.py).
+at nice 19 that parses the captures while the run goes, see pps/counters/stream.py).
 """
 
 from __future__ import annotations
@@ -66,12 +66,10 @@ def child(spec: dict) -> None:
     taken: list[bool] = []  # --within: did interval sample i read the counters
     rows: list[tuple[str, float, bool | None]] = []  # (phase, rx pps, taken at its start)
 
-    def factory(*args):
-        s = CounterSampler.for_run(*args, sources=SOURCES if spec["sources"] is None else spec["sources"])
+    def hook(s: CounterSampler):
         samplers.append(s)
         if not spec.get("within"):
             return s
-
         return Toggled(s, taken)
 
     ticks: list[tuple[float, float]] = []  # (wall, orchestrator CPU) at each sample
@@ -81,7 +79,8 @@ def child(spec: dict) -> None:
         # This interval began right after the previous sample's counters were (not) read.
         rows.append((line["phase"], line["rx_pps"], taken[-2] if len(taken) >= 2 else None))
 
-    report = execute(config, out=None, sampler_factory=factory, status=status)
+    sources = SOURCES if spec["sources"] is None else spec["sources"]
+    report = execute(config, out=None, status=status, counter_sources=sources, sampler_hook=hook)
     if report.summary.get("failure"):
         raise SystemExit(f"run failed: {report.summary['failure']}")
     if spec.get("within"):

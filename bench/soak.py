@@ -39,7 +39,7 @@ def rss_mb(pid: int) -> float | None:
 
 
 def parser_pids(parent: int) -> list[int]:
-    """The counterstream children of `parent` (they run in their own session)."""
+    """The counter stream children (pps.counters.stream) of `parent` (they run in their own session)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -5,7 +5,8 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["common.c", "send.c", "recv.c", "flows.c"]
+SOURCES = ["common.c", "send.c", "recv.c", "flows.c",
+           "xsk.c", "xsk_send.c", "xsk_recv.c", "xdp_prog.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "pps.cdef").read_text())

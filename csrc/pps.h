@@ -222,4 +222,115 @@ void pps_recv_free(struct pps_receiver *r);
 /* Kill this process when its parent dies, so no worker outlives the orchestrator. */
 int pps_die_with_parent(void);
 
+/* ---- AF_XDP (csrc/xsk.c, xsk_send.c, xsk_recv.c, xdp_prog.c) ----
+ * Raw syscalls only: no libbpf, no libxdp, no BTF. An XSK socket lives in the network
+ * namespace of the thread that opened it, and binds to a device queue there. */
+#define PPS_XSK_COPY 0     /* XDP_COPY: every device */
+#define PPS_XSK_ZEROCOPY 1 /* XDP_ZEROCOPY: drivers with AF_XDP zero-copy; else EOPNOTSUPP */
+#define PPS_XSK_AUTO 2     /* zero-copy, else (EOPNOTSUPP or EINVAL) copy */
+
+struct pps_xsk_params {
+    int ifindex;
+    uint32_t queue_id;
+    uint32_t frames;       /* UMEM frames; 0: 4096. With rx and tx, half for each */
+    uint32_t frame_size;   /* a power of two, 2048 .. page size; 0: 2048 */
+    uint32_t rx_size;      /* RX and fill ring entries, a power of two; 0: 2048 */
+    uint32_t tx_size;      /* TX and completion ring entries, a power of two; 0: 2048 */
+    uint32_t mode;         /* PPS_XSK_COPY, PPS_XSK_ZEROCOPY or PPS_XSK_AUTO */
+    uint32_t rx;           /* 1: an RX ring (and the fill ring filled) */
+    uint32_t tx;           /* 1: a TX ring (and the completion ring used) */
+};
+
+/* XDP_STATISTICS. A kernel before 5.9 fills the first three only: `fields` is how many
+ * the kernel filled (3 or 6), the rest are 0. */
+struct pps_xsk_stats {
+    uint64_t rx_dropped;
+    uint64_t rx_invalid_descs;
+    uint64_t tx_invalid_descs;
+    uint64_t rx_ring_full;
+    uint64_t rx_fill_ring_empty_descs;
+    uint64_t tx_ring_empty_descs;
+    uint32_t fields;
+};
+
+struct pps_xsk;
+/* Bound to (ifindex, queue_id), with XDP_USE_NEED_WAKEUP where the kernel has it. A queue
+ * still held by a socket being closed (the kernel releases it asynchronously) is waited
+ * for up to a second, then EBUSY. NULL with errno on failure. */
+struct pps_xsk *pps_xsk_open(const struct pps_xsk_params *p);
+int pps_xsk_fd(const struct pps_xsk *x);
+int pps_xsk_zerocopy(const struct pps_xsk *x);   /* 1: bound zero-copy, 0: copy */
+int pps_xsk_need_wakeup(const struct pps_xsk *x); /* 1: bound with XDP_USE_NEED_WAKEUP */
+int pps_xsk_statistics(const struct pps_xsk *x, struct pps_xsk_stats *out); /* fields */
+void pps_xsk_close(struct pps_xsk *x);
+
+/* The XSK sender: whole Ethernet/IPv4/UDP frames written into UMEM frames, handed over
+ * through the TX ring in batches, the kernel kicked with sendto when the ring asks for it
+ * (in copy mode: every batch), and frames taken back from the completion ring. Flows go
+ * round robin packet by packet across a batch; packet j of flow i carries the wire header
+ * (magic, pps_wire_flow(run_key, flow_base + i), flow_seq[i]++, tx_ns) unless raw. The
+ * IPv4 header checksum and the UDP checksum are right (the latter updated per packet from
+ * a per-flow sum of everything but seq and tx_ns). Stats slot as pps_send_loop: packets
+ * and bytes (UDP payload bytes) count what went into the TX ring, datagrams the frames
+ * the kernel completed, syscalls the kicks; eagain counts kicks answered EAGAIN (more
+ * left in the ring than one kick sends); enobufs kicks answered EBUSY/ENOBUFS (a frame
+ * the qdisc-less direct transmit dropped). A drop further on (a veth peer's full ring)
+ * is not seen here: it is in the device's tx_dropped. On return every frame handed
+ * over has completed, or a second has passed. */
+struct pps_xsk_send_params {
+    struct pps_xsk *xsk;       /* opened with tx */
+    uint32_t nflows;
+    uint32_t flow_base;
+    uint32_t batch;            /* 1..1024 frames per kick (and at most the TX ring) */
+    uint32_t payload;          /* UDP payload bytes; 42 + payload must fit a frame */
+    uint32_t raw;              /* 1: no wire header (the payload is zeros) */
+    double rate_pps;           /* 0: unpaced */
+    uint64_t burst;
+    uint64_t deadline_ns;      /* CLOCK_MONOTONIC; 0: none */
+    uint64_t max_packets;      /* 0: no limit */
+    int clock_id;              /* clock for tx_ns */
+    uint32_t run_key;
+    uint8_t src_mac[6];
+    uint8_t dst_mac[6];
+    uint32_t src_ip;           /* IPv4, network order */
+    uint32_t dst_ip;           /* IPv4, network order */
+    uint16_t dst_port;         /* host order */
+    const uint16_t *src_ports; /* host order, one per flow */
+    uint8_t ttl;               /* 0: 64 */
+};
+int pps_xsk_send_loop(const struct pps_xsk_send_params *p, struct pps_shm *shm,
+                      uint32_t slot, uint64_t *flow_seq);
+
+/* The XSK receiver: keeps the fill ring topped up, takes frames from the RX ring, parses
+ * Ethernet/IPv4/UDP and counts each UDP payload exactly as pps_recv_loop counts a
+ * datagram (the same code: rx_account.h). Of pps_recv_params it uses batch (frames per
+ * pass, 1..1024), busy_poll (1: spin on the ring; 0: poll(2), waking at least every
+ * 100 ms), spin_ns, track, latency, clock_id, deadline_ns, max_flows, run_key, n_senders,
+ * flows_per_sender, run_start_ns; fd, bufsize and gro are ignored, and timestamps must be
+ * 0 (no kernel stamp on this path). A frame that is not IPv4/UDP is counted in packets and
+ * foreign. The xsk must stay open while the receiver is used. */
+struct pps_xsk_receiver;
+struct pps_xsk_receiver *pps_xsk_recv_new(const struct pps_recv_params *p, struct pps_xsk *x);
+int pps_xsk_recv_loop(struct pps_xsk_receiver *r, struct pps_shm *shm, uint32_t slot);
+int pps_xsk_recv_flows(const struct pps_xsk_receiver *r, struct pps_flow_result *out,
+                       uint32_t cap);
+void pps_xsk_recv_free(struct pps_xsk_receiver *r);
+
+/* The XDP program that feeds XSKs: an IPv4 UDP packet to the port (not a fragment) goes to
+ * bpf_redirect_map(xskmap, rx_queue_index, XDP_PASS); everything else passes. Attached by
+ * a BPF link (5.9+), so it is detached when the last fd of the link closes, the holder's
+ * death included. Set log/log_size first to get the verifier's words (or which step
+ * failed) on failure; fds are -1 when not open. */
+struct pps_xdp_handle {
+    int map_fd;
+    int prog_fd;
+    int link_fd;
+    char *log;             /* caller's buffer, or NULL */
+    uint32_t log_size;
+};
+int pps_xdp_attach(int ifindex, uint16_t udp_port, uint32_t queues, int skb_mode,
+                   struct pps_xdp_handle *out);   /* udp_port: host order */
+int pps_xskmap_set(int map_fd, uint32_t queue, int xsk_fd);
+void pps_xdp_detach(struct pps_xdp_handle *h);
+
 #endif

@@ -55,7 +55,7 @@ HIST_KINDS = {"one_way": ("hist", "lat"), "stack": ("stack_hist", "stack"),
 FLOW_FIELDS = _scalar_fields("struct pps_flow_result")
 
 
-def _raise_errno(call: str) -> None:
+def raise_errno(call: str) -> None:
     err = ffi.errno
     raise OSError(err, f"{call}: {os.strerror(err)}")
 
@@ -81,7 +81,7 @@ def hist_bounds() -> list[int]:
 
 def die_with_parent() -> None:
     if lib.pps_die_with_parent() != 0:
-        _raise_errno("prctl(PR_SET_PDEATHSIG)")
+        raise_errno("prctl(PR_SET_PDEATHSIG)")
 
 
 class SharedStats:
@@ -101,7 +101,7 @@ class SharedStats:
         self._buffer = ffi.from_buffer(self._map)
         self.shm = ffi.cast("struct pps_shm *", self._buffer)
         if create and lib.pps_shm_init(self.shm, nslots) != 0:
-            _raise_errno("pps_shm_init")
+            raise_errno("pps_shm_init")
 
     @classmethod
     def create(cls, nslots: int) -> SharedStats:
@@ -192,7 +192,7 @@ def send_loop(params: SendParams, stats: SharedStats, slot: int, flow_seq: list[
         "clock_id": params.clock, "run_key": params.run_key,
     })
     if lib.pps_send_loop(p, stats.shm, slot, seqs) != 0:
-        _raise_errno("sendmmsg")
+        raise_errno("sendmmsg")
     return list(seqs)
 
 
@@ -228,39 +228,47 @@ def _check_recv_params(params: RecvParams) -> None:
     _check_range("flows_per_sender", params.flows_per_sender, 0, MAX_FLOWS_PER_SENDER)
 
 
+def recv_params_struct(params: RecvParams):
+    """The C struct of checked receiver parameters (kept alive by the caller's reference)."""
+    _check_recv_params(params)
+    run_start = params.run_start_ns if params.run_start_ns is not None else now_ns(params.clock)
+    return ffi.new("struct pps_recv_params *", {
+        "fd": params.fd, "batch": params.batch, "bufsize": params.bufsize,
+        "busy_poll": int(params.busy_poll), "gro": int(params.gro),
+        "track": int(params.track), "latency": int(params.latency),
+        "timestamps": int(params.timestamps),
+        "max_flows": params.max_flows, "deadline_ns": params.deadline_ns,
+        "clock_id": params.clock, "spin_ns": params.spin_ns,
+        "run_key": params.run_key, "n_senders": params.n_senders,
+        "flows_per_sender": params.flows_per_sender, "run_start_ns": run_start,
+    })
+
+
+def flow_results(call, handle, cap: int) -> list[dict[str, int]]:
+    """A receiver's per-flow results, copied out by `call` (pps_recv_flows and the like)."""
+    out = ffi.new("struct pps_flow_result[]", cap)
+    n = call(handle, out, cap)
+    if n < 0:
+        raise_errno("pps_recv_flows")
+    return [{name: getattr(out[i], name) for name in FLOW_FIELDS} for i in range(n)]
+
+
 class Receiver:
     """A receiver loop and its flow table; use as a context manager to free it."""
 
     def __init__(self, params: RecvParams) -> None:
-        _check_recv_params(params)
         self.params = params
-        run_start = params.run_start_ns if params.run_start_ns is not None else now_ns(params.clock)
-        p = ffi.new("struct pps_recv_params *", {
-            "fd": params.fd, "batch": params.batch, "bufsize": params.bufsize,
-            "busy_poll": int(params.busy_poll), "gro": int(params.gro),
-            "track": int(params.track), "latency": int(params.latency),
-            "timestamps": int(params.timestamps),
-            "max_flows": params.max_flows, "deadline_ns": params.deadline_ns,
-            "clock_id": params.clock, "spin_ns": params.spin_ns,
-            "run_key": params.run_key, "n_senders": params.n_senders,
-            "flows_per_sender": params.flows_per_sender, "run_start_ns": run_start,
-        })
-        handle = lib.pps_recv_new(p)
+        handle = lib.pps_recv_new(recv_params_struct(params))
         if handle == ffi.NULL:
-            _raise_errno("pps_recv_new")
+            raise_errno("pps_recv_new")
         self._handle = ffi.gc(handle, lib.pps_recv_free)
 
     def run(self, stats: SharedStats, slot: int) -> None:
         if lib.pps_recv_loop(self._handle, stats.shm, slot) != 0:
-            _raise_errno("recvmmsg")
+            raise_errno("recvmmsg")
 
     def flows(self) -> list[dict[str, int]]:
-        cap = self.params.max_flows
-        out = ffi.new("struct pps_flow_result[]", cap)
-        n = lib.pps_recv_flows(self._handle, out, cap)
-        if n < 0:
-            _raise_errno("pps_recv_flows")
-        return [{name: getattr(out[i], name) for name in FLOW_FIELDS} for i in range(n)]
+        return flow_results(lib.pps_recv_flows, self._handle, self.params.max_flows)
 
     def close(self) -> None:
         if self._handle is not None:

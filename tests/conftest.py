@@ -1,4 +1,9 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules in tests/unit (no privileges needed) and tests/system
+(root, network namespaces, a lab or sshd).
+
+The helper modules beside this file (support, loops, sshhost) are imported by plain name
+from either directory: this directory goes on sys.path here, before any test module loads.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,14 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from pps import native
 from pps.host import offload
 from pps.host.sockets import open_receiver
 from pps.results.summary import summarize
-from pps.run.trial import Trial, WorkerSpec
+from pps.run.group import LocalGroup
+from pps.run.trial import Trial, WorkerSpec, worker_specs
 
 WIRE = struct.Struct("<IIQQ")
 
@@ -75,7 +76,8 @@ def run_trial(config) -> tuple:
     results directory: the config, the outcome, and the summary a run prints."""
     workers = [WorkerSpec("sender", 0, 0)] + [WorkerSpec("receiver", i, 1)
                                               for i in range(config.receivers.count)]
-    outcome = Trial(config, workers, {"destinations": ["127.0.0.1"], "bind": "127.0.0.1", "run_key": 0x5eed}).run()
+    wire = {"destinations": ["127.0.0.1"], "bind": "127.0.0.1", "run_key": 0x5eed}
+    outcome = Trial(config, [LocalGroup(worker_specs(config, workers, wire))]).run()
     assert outcome.failure is None
     summary = summarize(outcome)
     summary.update(offload.summary_extras(config, outcome, summary))

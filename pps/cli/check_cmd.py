@@ -11,57 +11,50 @@ import ipaddress
 import json
 import os
 
+from pps.cli import options
 from pps.errors import ConfigError, PlacementError
+from pps.exits import EXIT_OK
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="what on this host will spoil the measurement, and the fix",
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="what on this host will spoil the measurement, and the fix",
                        description="Read-only checks of this host (or a captured tree) against "
                        "a config: IRQ balancing, CPU frequency and idle states, netfilter, "
                        "RSS, queues, rings, socket buffer limits, NUMA, CPU load. Warnings "
                        "come with the command that fixes them; nothing is changed.")
-    p.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. receivers.rcvbuf=8388608 (repeatable)")
+    options.add(p, "config", "set",
+                set="override a config key, e.g. receivers.rcvbuf=8388608 (repeatable)")
     p.add_argument("--dev", metavar="IFACE", help="device to check (default: the target's route)")
-    p.add_argument("--root", default="/", metavar="DIR", help="read a captured tree under DIR")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-
-
-def _device(args: argparse.Namespace, config, live: bool) -> str | None:
-    if args.dev:
-        return args.dev
-    if config.target.device:
-        return config.target.device
-    if config.lab.enabled:
-        return None  # the lab's veth lives in its own namespace, out of this sysfs
-    from pps.run.pipeline import route_device
-
-    address = config.target.address
-    if not live and not ipaddress.ip_address(address).is_loopback:
-        raise ConfigError(f"--root {args.root}: the route to {address} on a captured tree is "
-                          "unknown; name the device with --dev")
-    return route_device(address)
+    options.add(p, "root", "json", root="read a captured tree under DIR")
 
 
 def gather(args: argparse.Namespace):
-    """Config, topology and plan for the checks -> (Context, plan note or None)."""
+    """Config, topology and plan for the checks -> (Context, plan note or None). Device and
+    CPUs come from the resolver every run uses (pps.plan.resolve)."""
+    from pps.config.hosts import LOCAL, roles_by_host
     from pps.config.model import load_config
     from pps.host.checks import Context
     from pps.host.checks.base import is_live
-    from pps.host.topology import read_topology
     from pps.plan.placement import plan_workers
+    from pps.plan.resolve import read_share
 
     if not os.path.isdir(args.root) or not os.path.isdir(
             os.path.join(args.root, "sys/devices/system/cpu")):
         raise ConfigError(f"--root {args.root}: not a directory holding "
                           "sys/devices/system/cpu (a captured tree or /)")
     config = load_config(args.config, args.set)
-    device = _device(args, config, is_live(args.root))
-    topology = read_topology(args.root, devices=[device] if device else [])
+    address = config.target.address
+    if not (args.dev or config.target.device or is_live(args.root)
+            or ipaddress.ip_address(address).is_loopback):
+        raise ConfigError(f"--root {args.root}: the route to {address} on a captured tree is "
+                          "unknown; name the device with --dev")
+    roles = roles_by_host(config).get(LOCAL) or ("sender", "receiver")
+    # The lab's veth lives in its own namespace: the host's checks do not read it.
+    topology, device, _ = read_share(config, roles, root=args.root, device=args.dev,
+                                     cpus_only=config.lab.enabled and not args.dev)
     note = None
     try:
-        plan = plan_workers(topology, config, device)
+        plan = plan_workers(topology, config, device, roles)
     except PlacementError as exc:  # still worth checking the host; CPU checks cover all CPUs
         plan, note = None, f"no placement plan ({exc}); CPU checks cover every online CPU"
     return Context(args.root, topology, device, config, plan), note
@@ -77,8 +70,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**results_json(results), "root": args.root, "device": ctx.device,
                      "cpus": list(ctx.planned_cpus()), "note": note}))
-        return 0
+        return EXIT_OK
     planned = "planned" if ctx.plan is not None else "all online"
     header = f"pps check: {args.root}, device {ctx.device or 'none'}, {planned} CPUs {cpus}"
     print(format_report(results, header + (f"\nnote: {note}" if note else "")), end="")
-    return 0
+    return EXIT_OK

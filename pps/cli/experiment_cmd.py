@@ -1,7 +1,7 @@
 """The experiment subcommands: `pps sweep`, `pps report`, `pps compare`, `pps history`.
 
-Parsers and cmd_* functions only; the work is in sweep.py, report.py, compare.py and history.py. These
-functions are the only place the experiment code prints.
+Parser builders and cmd_* functions only (pps.cli.main.COMMANDS names them); the work is in
+pps.experiments and pps.report. These functions are the only place the experiment code prints.
 """
 
 from __future__ import annotations
@@ -12,53 +12,55 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pps.cli import options
 from pps.errors import ConfigError
+from pps.exits import EXIT_CHECK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    sweep = sub.add_parser("sweep", help="run every point of a config's [sweep] table, repeated",
+def add_sweep_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    sweep = sub.add_parser(name, help="run every point of a config's [sweep] table, repeated",
                            description="Run the cross product of the [sweep] table, each point "
                            "run.repetitions times; every trial is saved under DIR/trials.")
     sweep.add_argument("config", help="experiment file (TOML) with a [sweep] table")
-    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key (repeatable)")
-    sweep.add_argument("--out", type=Path, metavar="DIR", help="sweep directory (default results/sweep-TIME)")
+    options.add(sweep, "set", "out", out="sweep directory (default results/sweep-TIME)")
     sweep.add_argument("--resume", action="store_true",
                        help="finish the pending trials of the sweep in --out")
-    sweep.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    sweep.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
+    options.add(sweep, "json", "yes")
 
-    report = sub.add_parser("report", help="Markdown and HTML summary and PNG plots of runs, sweeps and searches")
+
+def add_report_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    report = sub.add_parser(name, help="Markdown and HTML summary and PNG plots of runs, sweeps and searches")
     report.add_argument("results", nargs="+", type=Path, metavar="RESULTS_DIR")
-    report.add_argument("--out", type=Path, metavar="DIR",
-                        help="where report.md, report.html and the plots go (default: RESULTS_DIR/report)")
+    options.add(report, "out",
+                out="where report.md, report.html and the plots go (default: RESULTS_DIR/report)")
 
+
+def add_compare_parser(sub: argparse._SubParsersAction, name: str) -> None:
     compare = sub.add_parser(
-        "compare", help="compare a baseline with one or more results directories; exit 1 on a regression",
+        name, help="compare a baseline with one or more results directories; exit 1 on a regression",
         description="Compare every metric (rx_pps, loss_pct, p99_ns, rx_cpu_ns; for searches "
         "ndr_pps, pdr_pps and their p99) of each CURRENT_DIR with BASELINE_DIR: one table, a "
         "column per current directory. Thresholds are percent: of the baseline for rates, "
         "latency and CPU time, percentage points for loss. Exit 1 when any is a regression.")
     compare.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
     compare.add_argument("current", type=Path, nargs="+", metavar="CURRENT_DIR")
-    _threshold_option(compare)
+    options.add(compare, "threshold")
     compare.add_argument("--allow", action="append", default=[], metavar="WHAT",
                          help="accept this difference between the hosts or configs, by the name "
                          "compare prints (host.kernel, 'nic.*.driver'); repeatable")
     compare.add_argument("--force", action="store_true",
                          help="compare even when the hosts or configs differ in ways that matter")
-    compare.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    options.add(compare, "json")
 
+
+def add_history_parser(sub: argparse._SubParsersAction, name: str) -> None:
     history = sub.add_parser(
-        "history", help="trend of runs, sweeps or searches over time; exit 1 when the newest regressed",
+        name, help="trend of runs, sweeps or searches over time; exit 1 when the newest regressed",
         description="Order the directories by their recorded start time, judge each point against "
         "the points before it, and write OUT/trend.parquet, trend.csv and trend.png.")
     history.add_argument("results", nargs="+", type=Path, metavar="RESULTS_DIR")
-    history.add_argument("--out", type=Path, metavar="DIR",
-                         help="where the trend table and plot go (default results/history-TIME)")
-    _threshold_option(history)
+    options.add(history, "out", "threshold",
+                out="where the trend table and plot go (default results/history-TIME)")
     history.add_argument("--window", type=int, default=5, metavar="N",
                          help="judge each point against at most N earlier points that did not "
                          "regress (default 5)")
@@ -67,15 +69,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     history.add_argument("--force", action="store_true",
                          help="make a history of directories whose hosts or configs differ "
                          "beyond the kernel and NIC driver")
-    history.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-
-
-def _threshold_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", action="append", default=[], metavar="PCT|METRIC=PCT",
-                        help="smallest change that counts, in percent: PCT sets the rates "
-                        "(rx_pps, ndr_pps, pdr_pps; default 5), METRIC=PCT one metric "
-                        "(loss_pct in percentage points, default 1; p99_ns 20; rx_cpu_ns 10), "
-                        "METRIC=off reports it without judging; repeatable")
+    options.add(history, "json")
 
 
 # ----------------------------------------------------------------------------- progress
@@ -143,7 +137,6 @@ class RichProgress:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pps.config.model import load_config
-    from pps.counters.sampler import CounterSampler
     from pps.experiments.sweep import run_sweep
     from pps.results.store import check_out_dir, default_dir, dumps
 
@@ -157,7 +150,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         result = run_sweep(config, out, resume=args.resume, progress=show,
-                           sampler_factory=CounterSampler.for_run, confirmed=args.yes)
+                           confirmed=args.yes)
     finally:
         show.close()
     counts = result.statuses
@@ -230,7 +223,3 @@ def cmd_history(args: argparse.Namespace) -> int:
     else:
         print(format_text(history, written))
     return EXIT_CHECK if history.newest_regressed else EXIT_OK
-
-
-HANDLERS = {"sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare,
-            "history": cmd_history}

@@ -1,10 +1,12 @@
-"""The `pps` command: a table of subcommands, one cmd_* function each.
+"""The `pps` command: one table of subcommands (COMMANDS), each a parser builder and a
+cmd_* function, here or in the other pps.cli modules.
 
-Only this module prints and chooses exit codes: 0 success, 1 a check failed (loss over
-the bound, a regression), 2 bad usage, config or input file, 3 the host cannot do it
-(privileges, device, kernel feature, port or lab in use), 4 the run failed (a worker or host
-died or stalled, the lab or device vanished; what was measured is saved), 128+N stopped by
-signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP; results so far saved).
+Only the CLI prints and chooses exit codes, all from pps.exits: 0 success, 1 a check
+failed (loss over the bound, a regression), 2 bad usage, config or input file, 3 the host
+cannot do it (privileges, device, kernel feature, port or lab in use), 4 the run failed (a
+worker or host died or stalled, the lab or device vanished; what was measured is saved),
+128+N stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP; results so far saved).
+Options several commands share are defined once, in pps.cli.options.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from pps import __version__
+from pps.cli import check_cmd, experiment_cmd, options, search_cmd
 from pps.errors import ConfigError, PpsError
+from pps.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CHECK,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from pps.run import stopsignals
-
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
-EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE's status: `pps topo | head` closed our stdout
 
 DESCRIPTION = """\
 pps measures how many small UDP packets per second this host sends and receives, and
@@ -63,50 +71,37 @@ def print_error_json(message: str, exit_code: int) -> None:
     print(dumps({"error": {"message": message, "exit_code": exit_code}}), flush=True)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. senders.batch=32 (repeatable)")
-    p.add_argument("--duration", type=_positive_float, metavar="S", help="measurement seconds")
-    p.add_argument("--out", type=Path, metavar="DIR", help="results directory (default results/pps-TIME)")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true",
-                     help="print one JSON object on stdout: start, intervals and the summary")
-    out.add_argument("--json-stream", action="store_true",
-                     help="print one JSON line per interval as it happens, then the summary")
-    p.add_argument("--csv", action="store_true", help="also write tables as CSV")
-    p.add_argument("--root", default="/", metavar="DIR", help="read sysfs/procfs under DIR")
-    p.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
-
-
 def build_parser() -> Parser:
     parser = Parser(prog="pps", description=DESCRIPTION, epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pps {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, command in COMMANDS.items():
+        command.add_parser(sub, name)
+    return parser
 
-    run = sub.add_parser("run", help="run one benchmark (loopback by default)",
+
+def add_run_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    run = sub.add_parser(name, help="run one benchmark (loopback by default)",
                          description=DESCRIPTION, epilog=EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_run_options(run)
+    options.add(run, "config", "set", "duration", "out",
+                set="override a config key, e.g. senders.batch=32 (repeatable)",
+                out="results directory (default results/pps-TIME)")
+    options.add(run.add_mutually_exclusive_group(), "json", "json_stream",
+                json="print one JSON object on stdout: start, intervals and the summary")
+    options.add(run, "csv", "root", "yes")
     run.add_argument("--dry-run", action="store_true", help="print the placement plan; send nothing")
 
-    topo = sub.add_parser("topo", help="CPUs, NUMA nodes, NIC queues -> IRQs -> CPUs")
-    topo.add_argument("--dev", action="append", metavar="IFACE", help="only this device (repeatable)")
-    topo.add_argument("--root", default="/", metavar="DIR", help="read a captured tree under DIR")
-    topo.add_argument("--json", action="store_true")
 
-    lab = sub.add_parser("lab", help="network-namespace lab with a multi-queue veth")
+def add_topo_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    topo = sub.add_parser(name, help="CPUs, NUMA nodes, NIC queues -> IRQs -> CPUs")
+    topo.add_argument("--dev", action="append", metavar="IFACE", help="only this device (repeatable)")
+    options.add(topo, "root", "json", root="read a captured tree under DIR")
+
+
+def add_lab_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    lab = sub.add_parser(name, help="network-namespace lab with a multi-queue veth")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=Parser, required=True)
     up = lab_sub.add_parser("up", help="create the lab (idempotent)")
     up.add_argument("--queues", type=int, default=4, help="veth queue count (default 4)")
@@ -121,22 +116,22 @@ def build_parser() -> Parser:
     for action in (up, down, lab_sub.add_parser("status", help="show the lab")):
         action.add_argument("--id", default=None,
                             help="lab id (default: one per user, see `pps lab status`)")
-        action.add_argument("--json", action="store_true")
+        options.add(action, "json")
 
-    config = sub.add_parser("config", help="every config key; a config resolved as TOML")
+
+def add_config_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    config = sub.add_parser(name, help="every config key; a config resolved as TOML")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=Parser,
                                        required=True)
     keys = config_sub.add_parser("keys", help="every key: type, default, allowed values, meaning")
-    keys.add_argument("--json", action="store_true", help="a JSON list, one object per key")
+    options.add(keys, "json", json="a JSON list, one object per key")
     show = config_sub.add_parser("show", help="the config as a run resolves it, as TOML")
-    show.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
-    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a config key (repeatable)")
+    options.add(show, "config", "set")
 
-    from pps.cli import commands  # the bigger subcommands register themselves there
 
-    commands.register(sub)
-    return parser
+def add_agent_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    sub.add_parser(name, help="serve a run driven from another host over SSH (JSON lines "
+                   "on stdin/stdout; started by pps itself)")
 
 
 def _load(args: argparse.Namespace):
@@ -151,12 +146,12 @@ def _load(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from pps.report import display
     from pps.results.store import check_out_dir, default_dir, dumps
-    from pps.run.pipeline import execute, make_plan
+    from pps.run.pipeline import execute, plan_here
 
     config = _load(args)
     if args.dry_run:  # sends nothing, so any target may be planned for
-        roles, remote = _local_roles(config)
-        topology, plan = make_plan(config, args.root, roles)
+        _, remote = _local_roles(config)
+        topology, plan = plan_here(config, args.root)
         if remote:
             plan = replace(plan, notes=(*plan.notes, f"{remote} planned on their host when the run starts"))
         if args.json:
@@ -167,8 +162,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.sweep:
         raise ConfigError(f"{config.source}: has a [sweep] table of {len(config.sweep)} keys; "
                           f"run it with `pps sweep {config.source}`")
-    from pps.counters.sampler import CounterSampler
-
     machine = args.json or args.json_stream  # stdout is JSON only; people read stderr
     human = sys.stderr if machine else sys.stdout
     started: dict[str, Any] = {}
@@ -191,22 +184,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = check_out_dir(args.out or default_dir())  # before any packet: a bad --out is exit 2
     report = execute(config, out=out, root=args.root, confirmed=args.yes,
-                     status=status, csv=args.csv, sampler_factory=CounterSampler.for_run,
-                     notice=notice, on_start=on_start)
+                     status=status, csv=args.csv, notice=notice, on_start=on_start)
     for line in report.save_notes:  # written elsewhere than asked: say where
         print(f"pps run: warning: {line}", file=sys.stderr)
-    code = outcome_code(report.summary, config.run.max_loss)
+    # The summary as JSON (docs/json.md); report.summary is its typed form (pps.results.record).
+    summary = report.summary.to_dict()
+    code = outcome_code(summary, config.run.max_loss)
     if machine:
-        summary = dict(report.summary)
         if code == EXIT_FAILED:
             summary["error"] = {"message": f"run failed: {summary['failure']} (results saved)",
                                 "exit_code": code}
         if args.json:
-            start = started or {k: report.run_json.get(k) for k in ("config", "plan")}
+            start = started or {"config": report.record.config, "plan": report.record.plan.to_dict()}
             summary = {"start": start, "intervals": intervals, **summary}
         print(dumps(summary))
     else:
-        print(display.run_summary(report.summary))
+        print(display.run_summary(summary))
     return code
 
 
@@ -289,7 +282,34 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "topo": cmd_topo, "lab": cmd_lab, "config": cmd_config}
+def cmd_agent(args: argparse.Namespace) -> int:
+    from pps.run import agent
+
+    return agent.main()
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: what adds its parser (under the table's name) and what runs it."""
+
+    add_parser: Callable[[argparse._SubParsersAction, str], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# Every subcommand, in the order `pps --help` lists them.
+COMMANDS: dict[str, Command] = {
+    "run": Command(add_run_parser, cmd_run),
+    "topo": Command(add_topo_parser, cmd_topo),
+    "lab": Command(add_lab_parser, cmd_lab),
+    "config": Command(add_config_parser, cmd_config),
+    "sweep": Command(experiment_cmd.add_sweep_parser, experiment_cmd.cmd_sweep),
+    "report": Command(experiment_cmd.add_report_parser, experiment_cmd.cmd_report),
+    "compare": Command(experiment_cmd.add_compare_parser, experiment_cmd.cmd_compare),
+    "history": Command(experiment_cmd.add_history_parser, experiment_cmd.cmd_history),
+    "check": Command(check_cmd.add_parser, check_cmd.cmd_check),
+    "search": Command(search_cmd.add_parser, search_cmd.cmd_search),
+    "agent": Command(add_agent_parser, cmd_agent),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,9 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "run"
     if args.command is None:  # bare `pps` runs the default loopback benchmark
         args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
-    from pps.cli import commands
-
-    handler = COMMANDS.get(command) or commands.HANDLERS[command]
+    handler = COMMANDS[command].run
     stopsignals.install()  # SIGTERM and SIGHUP stop a run as Ctrl-C does
     try:
         code = handler(args)

@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-EXIT_OK, EXIT_CHECK, EXIT_INTERRUPTED = 0, 1, 130
+from pps.cli import options
+from pps.exits import EXIT_CHECK, EXIT_INTERRUPTED, EXIT_OK
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(
-        "search", help="find the no-drop (NDR) and partial-drop (PDR) rates",
+        name, help="find the no-drop (NDR) and partial-drop (PDR) rates",
         description="Bisect the offered rate (senders.rate) to find the highest rate received "
                     "with no drop (NDR) and with a loss ratio within search.loss_bound (PDR), "
                     "within search.budget seconds and to search.precision; final trials are "
                     "repeated search.confirm times.")
-    p.add_argument("config", nargs="?", help="experiment file (TOML); default: loopback")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. search.budget=60 (repeatable)")
+    options.add(p, "config", "set", set="override a config key, e.g. search.budget=60 (repeatable)")
+    # Not the shared --duration (a positive number): here 0 leaves the config's run.duration,
+    # as it always has; unify when that may change.
     p.add_argument("--duration", type=float, metavar="S", help="measurement seconds per trial")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="results directory (default results/search-TIME)")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--yes", action="store_true", help="allow a target that is not loopback or lab")
+    options.add(p, "out", "json", "yes", out="results directory (default results/search-TIME)")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from pps.config.model import load_config
-    from pps.counters.sampler import CounterSampler
     from pps.experiments.search import format_result, trial_table
     from pps.experiments.search_run import run_search
     from pps.results.store import check_out_dir, default_dir, dumps
@@ -47,8 +43,7 @@ def cmd_search(args: argparse.Namespace) -> int:
               flush=True)
         shown.append(trial)
 
-    result = run_search(config, out, confirmed=args.yes, progress=progress,
-                        sampler_factory=CounterSampler.for_run)
+    result = run_search(config, out, confirmed=args.yes, progress=progress)
     out = result.out or out  # a rescue directory when the search could not be saved where asked
     for note in result.notes:
         print(f"pps search: warning: {note}", file=sys.stderr)

@@ -49,10 +49,11 @@ def worker_label(host: str, role: str, index: int) -> str:
 
 
 def roles_by_host(config: Any) -> dict[str, tuple[str, ...]]:
-    """Host name -> the roles (receiver, sender) a config runs there."""
+    """Host name -> the roles (receiver, sender) a config runs there, receivers' hosts first."""
     out: dict[str, tuple[str, ...]] = {}
-    for role, host in (("receiver", config.receivers.host), ("sender", config.senders.host)):
-        out[host] = out.get(host, ()) + (role,)
+    for role, hosts in (("receiver", config.receivers.hosts), ("sender", config.senders.hosts)):
+        for host in hosts:
+            out[host] = out.get(host, ()) + (role,)
     return out
 
 
@@ -151,11 +152,13 @@ def parse_hosts(source: str, body: Any, overrides: Iterable[tuple[str, Any]]) ->
     return tuple(_host(source if name in body else "--set", name, b) for name, b in merged.items())
 
 
-def check_roles(source: str, hosts: tuple[HostSpec, ...], placed: Mapping[str, str],
-                explicit_target: bool, target: str, lab: bool) -> None:
-    """senders.host and receivers.host name a known host; a run across hosts names its target."""
+def check_roles(source: str, hosts: tuple[HostSpec, ...],
+                placed: Mapping[str, str | tuple[str, ...]], explicit_target: bool, target: str,
+                lab: bool) -> None:
+    """senders.host and receivers.host name known hosts; a run across hosts names its target."""
     names = {h.name for h in hosts}
-    for key, name in placed.items():
+    placed = {key: (v,) if isinstance(v, str) else tuple(v) for key, v in placed.items()}
+    for key, name in ((k, n) for k, v in placed.items() for n in v):
         if name != LOCAL and name not in names:
             import difflib
 
@@ -163,7 +166,8 @@ def check_roles(source: str, hosts: tuple[HostSpec, ...], placed: Mapping[str, s
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             known = ", ".join(["local", *sorted(names)])
             raise ConfigError(f"{source}: {key}: no host {name!r}{hint}; hosts are {known}")
-    if all(name == LOCAL for name in placed.values()):
+    everywhere = {n for v in placed.values() for n in v}
+    if everywhere == {LOCAL}:
         return
     if lab:
         raise ConfigError(f"{source}: lab.enabled: the lab lives on this host; a run across hosts "
@@ -173,6 +177,6 @@ def check_roles(source: str, hosts: tuple[HostSpec, ...], placed: Mapping[str, s
                           "address explicitly (it is a real load on a real network)")
     import ipaddress
 
-    if ipaddress.ip_address(target).is_loopback and len(set(placed.values())) > 1:
+    if ipaddress.ip_address(target).is_loopback and len(everywhere) > 1:
         raise ConfigError(f"{source}: target.address: {target} is loopback, which another host "
                           "cannot reach; name the receivers' address on the network")

@@ -15,7 +15,8 @@ from pps.config.model import SCHEMA, Config
 from pps.config.values import Key
 
 TYPE_NAMES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string",
-              "cpus": "CPU list", "strlist": "list of strings", "address": "IP address"}
+              "cpus": "CPU list", "strlist": "list of strings", "address": "IP address",
+              "hosts": "host name or list"}
 
 
 def _allowed(key: Key) -> str:

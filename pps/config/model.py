@@ -12,7 +12,6 @@ a --set item of one line of printable text, at most 65,536 characters (MAX_SET_C
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import math
 import tomllib
@@ -22,11 +21,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pps.config.consistency import check_consistency
 from pps.config.hosts import LOCAL, HostSpec, check_roles, parse_hosts
 from pps.config.values import Key, convert, did_you_mean, show
 from pps.errors import ConfigError
 from pps.lab.owner import default_id
-from pps.native import WIRE_HEADER_BYTES
 from pps.results import safe_io
 
 MAX_UDP_PAYLOAD_V4 = 65507
@@ -57,7 +56,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sndbuf": Key("int", 0, "SO_SNDBUF bytes; 0 = kernel default", 0, 1 << 31),
         "raw": Key("bool", False, "send payloads without the wire header; only counts"),
         "pick_ports": Key("str", "auto", "pick source ports that spread flows over receivers and RX queues; off = ephemeral", choices=("auto", "off")),
-        "host": Key("str", LOCAL, "host the senders run on: local or a [hosts.NAME]"),
+        "host": Key("hosts", LOCAL, "host the senders run on: local or a [hosts.NAME], or a list of them (each runs count senders)"),
+        "socket": Key("str", "udp", "udp: sendmmsg through the stack; xdp: whole frames through an AF_XDP socket", choices=("udp", "xdp")),
     },
     "receivers": {
         "count": Key("int", 1, "receiver processes sharing the port with SO_REUSEPORT", 1, 256),
@@ -70,7 +70,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "gro": Key("bool", False, "receive with UDP_GRO and count segments"),
         "rcvbuf": Key("int", 0, "SO_RCVBUF bytes; 0 = kernel default", 0, 1 << 31),
         "steer": Key("str", "none", "steer flows to the receiver on their CPU", choices=("none", "incoming-cpu")),
-        "host": Key("str", LOCAL, "host the receivers run on: local or a [hosts.NAME]"),
+        "host": Key("hosts", LOCAL, "host the receivers run on: local or a [hosts.NAME], or a list of them (each runs count receivers)"),
+        "socket": Key("str", "udp", "udp: recvmmsg on a UDP socket; xdp: an XDP program steers the port into AF_XDP sockets, one per RX queue", choices=("udp", "xdp")),
     },
     "run": {
         "duration": Key("float", 5.0, "measurement seconds", 0.05, 86400),
@@ -102,6 +103,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rmem_max": Key("int", None, "net.core.rmem_max (host-wide)", 4096, 1 << 31, nullable=True),
         "qdisc": Key("str", None, "qdisc on the sender's veth (e.g. pfifo, fq)", nullable=True),
     },
+    "xdp": {
+        "zerocopy": Key("str", "auto", "AF_XDP zero-copy: auto (where the driver has it), on, off (copy mode)", choices=("auto", "on", "off")),
+        "attach": Key("str", "native", "XDP program mode for receivers.socket = xdp: native (driver) or generic (skb)", choices=("native", "generic")),
+        "ring": Key("int", 4096, "entries of each AF_XDP ring (power of two); frames are twice that", 64, 65536),
+    },
     "collect": {
         "enabled": Key("bool", True, "read kernel and NIC counters for the ledger"),
     },
@@ -121,7 +127,7 @@ TABLES = tuple(SCHEMA) + ("sweep", "hosts")
 def _section_type(name: str) -> type:
     return {
         "target": Target, "senders": Senders, "receivers": Receivers, "run": RunOptions,
-        "lab": LabOptions, "collect": CollectOptions, "search": SearchOptions,
+        "lab": LabOptions, "xdp": XdpOptions, "collect": CollectOptions, "search": SearchOptions,
     }[name]
 
 
@@ -150,7 +156,13 @@ class Senders:
     sndbuf: int
     raw: bool
     pick_ports: str
-    host: str
+    host: str | tuple[str, ...]
+    socket: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every host the senders run on (each runs `count` of them)."""
+        return self.host if isinstance(self.host, tuple) else (self.host,)
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,13 @@ class Receivers:
     gro: bool
     rcvbuf: int
     steer: str
-    host: str
+    host: str | tuple[str, ...]
+    socket: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every host the receivers run on (each runs `count` of them)."""
+        return self.host if isinstance(self.host, tuple) else (self.host,)
 
 
 @dataclass(frozen=True)
@@ -201,6 +219,13 @@ class CollectOptions:
 
 
 @dataclass(frozen=True)
+class XdpOptions:
+    zerocopy: str
+    attach: str
+    ring: int
+
+
+@dataclass(frozen=True)
 class SearchOptions:
     loss_bound: float
     min_rate: float
@@ -217,6 +242,7 @@ class Config:
     receivers: Receivers
     run: RunOptions
     lab: LabOptions
+    xdp: XdpOptions
     collect: CollectOptions
     search: SearchOptions
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
@@ -230,7 +256,12 @@ class Config:
     @property
     def remote(self) -> bool:
         """True when a role runs on another host, over SSH."""
-        return self.senders.host != LOCAL or self.receivers.host != LOCAL
+        return any(h != LOCAL for h in (*self.senders.hosts, *self.receivers.hosts))
+
+    @property
+    def one_clock(self) -> bool:
+        """True when every worker runs on one host, so send and receive stamps share a clock."""
+        return len({*self.senders.hosts, *self.receivers.hosts}) == 1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict, the resolved config as saved in run.json."""
@@ -402,44 +433,6 @@ def _assemble(values: Mapping[str, Any], sweep, source: str) -> Config:
     return Config(**sections, sweep=sweep, source=source)
 
 
-def check_consistency(config: Config) -> None:
-    """Contradictions between keys, caught before anything starts."""
-    src = config.source
-    s, r = config.senders, config.receivers
-    if not s.raw and s.payload < WIRE_HEADER_BYTES:
-        raise ConfigError(
-            f"{src}: senders.payload: {s.payload} is below the {WIRE_HEADER_BYTES}-byte wire header; "
-            "use 24 or more, or set senders.raw = true to only count")
-    if s.gso_segments and s.payload * s.gso_segments > 65000:
-        raise ConfigError(
-            f"{src}: senders.gso_segments: {s.gso_segments} x {s.payload} bytes exceeds a 64 KB datagram")
-    if s.cpus is not None and len(s.cpus) < 1:
-        raise ConfigError(f"{src}: senders.cpus: empty")
-    if r.placement == "explicit" and r.cpus is None:
-        raise ConfigError(f"{src}: receivers.placement: 'explicit' needs receivers.cpus")
-    if r.cpus is not None and r.placement not in ("explicit", "spread"):
-        raise ConfigError(
-            f"{src}: receivers.cpus: a CPU list and placement {r.placement!r} contradict; "
-            "drop one (a CPU list means placement 'explicit')")
-    if config.lab.enabled and config.target.address != "127.0.0.1" and not _is_lab_address(config.target.address):
-        raise ConfigError(
-            f"{src}: target.address: {config.target.address} with lab.enabled; the lab picks its own "
-            "198.18.0.0/15 addresses, so leave target.address unset")
-    if r.spin_us and r.mode != "block":
-        raise ConfigError(f"{src}: receivers.spin_us: applies to block mode; a busy-poll receiver always polls")
-    if config.run.timestamps == "kernel" and (s.raw or not config.run.latency):
-        why = "senders.raw = true sends no send time" if s.raw else "run.latency = false"
-        raise ConfigError(
-            f"{src}: run.timestamps: 'kernel' splits one-way latency, but {why}; "
-            "use run.timestamps = \"user\" or record latency")
-    if s.burst and s.burst < s.batch and s.rate:
-        raise ConfigError(f"{src}: senders.burst: {s.burst} is smaller than senders.batch {s.batch}")
-
-
-def _is_lab_address(address: str) -> bool:
-    return ipaddress.ip_address(address) in ipaddress.ip_network("198.18.0.0/15")
-
-
 def expand_sweep(config: Config) -> list[tuple[dict[str, Any], Config]]:
     """The cross product of the [sweep] table: (point, config) pairs; one point when no sweep."""
     if not config.sweep:
@@ -450,15 +443,5 @@ def expand_sweep(config: Config) -> list[tuple[dict[str, Any], Config]]:
         point = dict(zip(keys, combo))
         points.append((point, replace(config.with_values(point), sweep=())))
     return points
-
-
-def describe_keys() -> list[tuple[str, str, str]]:
-    """(key, default, help) rows, for `--help` and docs."""
-    rows = []
-    for dotted in _all_dotted():
-        section, name = dotted.split(".")
-        key = SCHEMA[section][name]
-        rows.append((dotted, repr(key.default), key.help))
-    return rows
 
 

@@ -47,12 +47,14 @@ SWEEP_TRIAL_FIELDS: dict[str, str] = {
     "seconds": NUMBER, "results": TEXT, "point.*": SCALAR,
 }
 
-# Columns the report's plots and tables compute with: numbers, or text they compare.
+# Columns the report's plots and tables compute with: numbers, or text they compare. Both
+# schema versions' names are here (`t` is `t_s` from version 2): tables are checked as read.
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
-    "samples": {"t": NUMBER, "pps": NUMBER, "packets": NUMBER, "role": ANY},
+    "samples": {"t_s": NUMBER, "t": NUMBER, "pps": NUMBER, "packets": NUMBER, "role": ANY},
     "workers": {"index": NUMBER, "packets": NUMBER, "user_s": NUMBER, "sys_s": NUMBER, "role": ANY},
     "flows": {"sent": NUMBER, "received": NUMBER, "lost": NUMBER},
-    "counters": {"t": NUMBER, "delta": NUMBER, "value": NUMBER, "queue": NUMBER, "cpu": NUMBER},
+    "counters": {"t_s": NUMBER, "t": NUMBER, "delta": NUMBER, "value": NUMBER, "queue": NUMBER,
+                 "cpu": NUMBER},
     "latency": {"low_ns": NUMBER, "high_ns": NUMBER, "count": NUMBER},
 }
 

@@ -25,7 +25,7 @@ SHOWN_CHARS = 60
 class Key:
     """One configuration key: its type, default, check and meaning."""
 
-    kind: str  # "int", "float", "bool", "str", "cpus", "strlist", "address"
+    kind: str  # "int", "float", "bool", "str", "cpus", "strlist", "address", "hosts"
     default: Any
     help: str
     low: float | None = None
@@ -115,8 +115,20 @@ def _strlist(where: str, dotted: str, key: Key, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _hosts(where: str, dotted: str, key: Key, value: Any) -> str | tuple[str, ...]:
+    """One host name, or a list of them (each runs `count` workers of the role). One name,
+    alone or in a list of one, is kept as a plain string: most runs have one host."""
+    names = [value] if isinstance(value, str) else value
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names \
+            or not all(isinstance(v, str) and v for v in names):
+        raise ConfigError(f"{where}: expected a host name or a list of them, got {show(value)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: {show(value)} names a host twice")
+    return names[0] if len(names) == 1 else tuple(names)
+
+
 _CONVERTERS = {"bool": _bool, "int": _number, "float": _number, "str": _str, "cpus": _cpus,
-               "address": _address, "strlist": _strlist}
+               "address": _address, "strlist": _strlist, "hosts": _hosts}
 
 
 def check_address(where: str, value: Any) -> str:

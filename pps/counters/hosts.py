@@ -1,5 +1,5 @@
-"""Counter sampling across hosts: every host's snapshot at each mark, in one counters table
-(with a host column) and one drop ledger that spans hosts.
+"""Each host's counters as the run's sampler (pps.counters.sampler) takes them: streamed here
+for this host, or by the agent of another host and fetched from it at the end.
 
 Namespaces are only unique within a host, so each reading's namespace gets a label unique in
 the run: this host keeps its own (None for the root namespace); host `b` files its root
@@ -16,8 +16,7 @@ group, never whole in memory.
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pps.config.hosts import LOCAL
-from pps.counters.collectors import Scope
+from pps.counters.collectors import SOURCES, Scope
 from pps.counters.collectors.capture import Capturer
-from pps.counters.ledger import build_ledger
-from pps.counters.stream import ChildStream, StreamResult, counters_schema
-from pps.counters.table import KEY
+from pps.counters.stream import ChildStream, StreamResult
 from pps.results.spill import ParquetSink, SpillDir, SpilledTable
 
 COUNTERS_TIMEOUT_S = 300.0  # an agent finishing its stream: its parser's backlog, then totals
@@ -53,9 +50,10 @@ class HostCounters:
     drivers: dict[tuple[str | None, str], str]
 
 
-def local_counters(host: str, scopes: list[Scope], drivers: dict) -> tuple[HostCounters, Callable[[], None]]:
+def local_counters(host: str, scopes: list[Scope], drivers: dict,
+                   sources: Collection[str] = SOURCES) -> tuple[HostCounters, Callable[[], None]]:
     """This host's counters, streamed here; and the closer of its readers."""
-    capturer = Capturer(scopes)
+    capturer = Capturer(scopes, sources)
     stream = ChildStream(capturer.scopes, capturer.sources)
 
     def take(t: float, full: bool) -> None:
@@ -94,88 +92,7 @@ def remote_counters(session: Any, drivers: dict) -> HostCounters:
     return HostCounters(session.name, take, finish, drivers)
 
 
-class HostsSampler:
-    """The orchestrator's sampler for a run across hosts; same interface as CounterSampler."""
-
-    def __init__(self, hosts: list[HostCounters], send: tuple[str, str | None],
-                 recv: tuple[str, str | None], recv_device: str | None) -> None:
-        self.hosts = hosts
-        self.send_netns = label(*send)
-        self.recv_netns = label(*recv)
-        self.recv_host = label(recv[0], None)
-        self.recv_device = recv_device
-        self.taken = 0
-        self.unavailable: dict[tuple[str, str, str | None, str | None], str] = {}
-        self.problems: list[str] = []
-        self.seconds = 0.0
-        self._t0 = time.monotonic()
-        self._result: tuple[SpilledTable | None, pd.DataFrame, int] | None = None
-
-    def __call__(self, mark: str) -> None:
-        began = time.monotonic()
-        for h in self.hosts:
-            try:
-                h.take(began - self._t0, mark != "interval")
-            except OSError as exc:  # the host is gone; the run itself reports that
-                self.unavailable.setdefault(("host", h.host, None, None), str(exc))
-        self.seconds += time.monotonic() - began
-        self.taken += 1
-
-    def finish(self) -> tuple[SpilledTable | None, pd.DataFrame, int]:
-        """Every host's stream finished, joined: (table, totals, snapshots of the fewest)."""
-        if self._result is not None:
-            return self._result
-        spill = SpillDir()
-        sink = ParquetSink(spill.path / "counters.parquet", counters_schema(host=True), spill)
-        totals, snapshots = [], []
-        for h in self.hosts:
-            try:
-                got = h.finish()
-            except OSError as exc:
-                self.unavailable.setdefault(("host", h.host, None, None), str(exc))
-                continue
-            for (source, dev, ns), reason in got.unavailable.items():
-                self.unavailable.setdefault((source, h.host, dev, ns), reason)
-            if got.problem:
-                self.problems.append(f"host {h.host}: {got.problem}")
-            tot = got.totals.copy()
-            tot["netns"] = [label(h.host, None if pd.isna(ns) else ns) for ns in tot["netns"]]
-            totals.append(tot)
-            snapshots.append(got.snapshots)
-            if got.table is not None:
-                _append_host_rows(sink, got.table, h.host)
-        tot = (pd.concat(totals, ignore_index=True) if totals else
-               pd.DataFrame(columns=[*KEY, "first", "last", "delta", "resets", "samples"]))
-        self._result = (sink.close(), tot, min(snapshots) if snapshots else 0)
-        return self._result
-
-    def table(self) -> SpilledTable | None:
-        return self.finish()[0]
-
-    def totals(self) -> pd.DataFrame:
-        return self.finish()[1]
-
-    def ledger(self, sent: int, received: int) -> dict[str, Any] | None:
-        if self.finish()[2] < 2:
-            return None
-        drivers = {(label(h.host, ns), dev): d for h in self.hosts
-                   for (ns, dev), d in h.drivers.items()}
-        # Every host's root namespace carries other traffic (its SSH session, at least).
-        shared = {label(h.host, None) for h in self.hosts}
-        ledger = build_ledger(sent, received, self.totals(), self.send_netns, self.recv_netns,
-                              devices=drivers, shared=shared, recv_host=self.recv_host)
-        ledger.notes.append(f"sent counted on the senders' side ({self.send_netns or 'this host'}), "
-                            f"drops and receives on the receivers' ({self.recv_netns or 'this host'})")
-        return {**ledger.to_dict(), "text": ledger.format_text()}
-
-    def notes(self) -> list[str]:
-        self.finish()
-        return [f"{source} unavailable on host {host}{f' ({dev})' if dev else ''}: {reason}"
-                for (source, host, dev, _ns), reason in self.unavailable.items()
-                if source not in ("ethtool", "qstats")] + self.problems
-
-
-def _append_host_rows(sink: ParquetSink, table: SpilledTable, host: str) -> None:
+def append_host_rows(sink: ParquetSink, table: SpilledTable, host: str) -> None:
     """One host's table into the run's, a row group at a time: netns labelled, host added."""
     source = pq.ParquetFile(table.path)
     for i in range(source.num_row_groups):

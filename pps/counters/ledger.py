@@ -20,14 +20,16 @@ A counter shared with other traffic (the root namespace's, the global softnet_st
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from pps.counters.collectors.nic import NIC_DROPS
 
-LAYERS = ("send", "nic", "backlog", "ip", "udp")
+# In the order a packet meets them; xdp only when receivers.socket = xdp.
+LAYERS = ("send", "nic", "xdp", "backlog", "ip", "udp")
 
 # (source, UDP send drops, IP output discards): for a UDP datagram the kernel counts one
 # failed transmit in both (net/ipv4/ip_output.c ip_send_skb, net/ipv4/udp.c udp_send_skb),
@@ -150,32 +152,24 @@ def _value(tot: pd.DataFrame, netns: str | None, source: str, name: str,
     return None if df.empty else int(df["delta"].sum())
 
 
-def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str | None,
-                 recv_netns: str | None,
-                 devices: Mapping[tuple[str | None, str], str] | None = None,
-                 shared: Collection[str | None] = (None,),
-                 recv_host: str | None = None) -> Ledger:
-    """The ledger of one run.
+def _labels(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
-    totals: per-series totals over the run window (pps.counters.table.totals). devices:
-    (netns, device) -> driver name, to pick the driver map's NIC drop counters (from
-    pps.counters.collectors.device_drivers); a device not in it falls back to link counters.
-    shared: namespaces whose counters other traffic also moves (default: the root one).
-    recv_host: the label under which the receiving host's host-wide counters (softnet_stat)
-    are filed: None on one host; the host's root label in a run across hosts.
-    """
-    devices = devices or {}
-    led = Ledger(sent, received)
-    tx_share = send_netns in shared
-    rx_share = recv_netns in shared
 
+def _adder(led: Ledger):
     def add(layer: str, source: str, counter: str, count: int | None, netns: str | None,
             device: str | None = None, is_shared: bool = False, counted: bool = True,
             note: str = "") -> None:
         if count is not None:
             led.rows.append(Row(layer, source, counter, count, netns, device, is_shared,
                                 counted, note))
+    return add
 
+
+def _send_rows(totals: pd.DataFrame, send_netns: str | None, devices: Mapping, tx_share: bool,
+               led: Ledger) -> int:
+    """The send side's rows, read in one senders' namespace; returns its veth tx drops."""
+    add = _adder(led)
     link_tx = _sel(totals, send_netns, "link")
     veth_tx = 0
     for dev in sorted(set(link_tx["device"].dropna())):
@@ -199,6 +193,25 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str
             send_netns, is_shared=tx_share, counted=False,
             note="for UDP the same event as SndbufErrors (ip_send_skb and udp_send_skb)")
 
+    return veth_tx
+
+
+def _xsk_rows(xsk: Mapping[str, int], netns: str | None, led: Ledger) -> None:
+    """Packets the XDP program steered to an AF_XDP socket that had no room for them."""
+    add = _adder(led)
+    add("xdp", "xsk", "rx_dropped", xsk.get("rx_dropped"), netns,
+        note="no free frame in the fill ring, or a frame too large")
+    add("xdp", "xsk", "rx_ring_full", xsk.get("rx_ring_full"), netns,
+        note="the RX ring was full: the receiver fell behind")
+    add("xdp", "xsk", "rx_fill_ring_empty_descs", xsk.get("rx_fill_ring_empty_descs"), netns,
+        counted=False, note="times the fill ring was found empty; its drops are in rx_dropped")
+
+
+def _receive_rows(totals: pd.DataFrame, recv_netns: str | None, recv_host: str | None,
+                  devices: Mapping, rx_share: bool, veth_tx: int, led: Ledger) -> None:
+    """NIC, backlog, IP and UDP rows of one receivers' namespace (veth_tx: the senders'
+    veth drops, which are backlog drops on the receiving side)."""
+    add = _adder(led)
     _nic_rows(led, totals, recv_netns, devices, rx_share, add)
 
     softnet = _value(totals, recv_host, "softnet", "dropped")
@@ -229,6 +242,41 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame, send_netns: str
     if not socks.empty:
         add("udp", "socket", "drops", int(socks["delta"].sum()), recv_netns, counted=False,
             note="the sockets' own drop count; inside the Udp rows")
+
+
+
+def build_ledger(sent: int, received: int, totals: pd.DataFrame,
+                 send_netns: str | None | Sequence[str | None],
+                 recv_netns: str | None | Sequence[str | None],
+                 devices: Mapping[tuple[str | None, str], str] | None = None,
+                 shared: Collection[str | None] = (None,),
+                 recv_host: str | None | Sequence[str | None] = None,
+                 xsk: Mapping[str, int] | None = None) -> Ledger:
+    """The ledger of one run.
+
+    totals: per-series totals over the run window (pps.counters.table.totals). devices:
+    (netns, device) -> driver name, to pick the driver map's NIC drop counters (from
+    pps.counters.collectors.device_drivers); a device not in it falls back to link counters.
+    send_netns, recv_netns: the namespace label (or labels, when a role spans hosts) whose
+    counters the senders' and the receivers' side are read from.
+    shared: namespaces whose counters other traffic also moves (default: the root one).
+    recv_host: the label (or labels, one per receiving host, in recv_netns's order) under
+    which a receiving host's host-wide counters (softnet_stat) are filed: None on one host;
+    the host's root label in a run across hosts.
+    xsk: the AF_XDP receivers' XDP_STATISTICS, summed, when receivers.socket = xdp.
+    """
+    devices = devices or {}
+    led = Ledger(sent, received)
+    senders, receivers = _labels(send_netns), _labels(recv_netns)
+    hosts = _labels(recv_host)
+    hosts = hosts * len(receivers) if len(hosts) == 1 else hosts
+    veth_tx = sum(_send_rows(totals, label, devices, label in shared, led) for label in senders)
+    if xsk is not None:
+        _xsk_rows(xsk, receivers[0], led)
+    for label, host in zip(receivers, hosts):
+        _receive_rows(totals, label, host, devices, label in shared, veth_tx, led)
+    tx_share = any(label in shared for label in senders)
+    rx_share = any(label in shared for label in receivers)
 
     if rx_share or tx_share:
         led.notes.append("root-namespace counters are shared with other traffic on this host")

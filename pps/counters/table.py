@@ -12,6 +12,7 @@ resets they saw. Gauges (queue lengths) get their plain difference, negative or 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -40,6 +41,10 @@ THIRTY_TWO_BIT = frozenset({
 # snmp, netstat and snmp6 are unsigned long, 64-bit on the 64-bit kernels pps runs on.
 KEY = ["source", "netns", "device", "queue", "cpu", "name"]
 COLUMNS = ["t", *KEY, "value", "delta", "reset"]
+# The results directory's counters table (schema 2): `t` is `t_s`, and each counter's kernel
+# name and ledger layer follow its name (annotate).
+RESULT_COLUMNS = ["t_s", *KEY, "kernel_name", "layer", "value", "delta", "reset"]
+NO_LAYER = "none"
 
 Snapshot = tuple[float, Iterable[tuple[str | None, Reading]]]
 
@@ -213,3 +218,104 @@ class RunningTotals:
         for name in ("first", "last", "delta", "resets", "samples"):
             df[name] = getattr(self, name)[:n]
         return df.sort_values(KEY, kind="stable", na_position="first").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- names and layers
+
+def annotate(df: pd.DataFrame) -> pd.DataFrame:
+    """The counters table as a results directory holds it (RESULT_COLUMNS): `t` renamed
+    `t_s`, and after `name` the counter's `kernel_name` (kernel_names) and the drop-ledger
+    `layer` it is counted in (ledger_layers). Takes the table of any schema version (a
+    table already annotated comes back as it is); other columns (across hosts, `host`)
+    keep their place. Work is per distinct counter, not per row: a long run's table goes
+    through here a row group at a time."""
+    if "t" in df.columns and "t_s" not in df.columns:
+        df = df.rename(columns={"t": "t_s"})
+    if {"kernel_name", "layer"} <= set(df.columns) or not {"source", "name"} <= set(df.columns):
+        return df
+    try:
+        queue = df["queue"].astype("Int64")
+    except (KeyError, TypeError, ValueError):  # none, or not whole numbers: no queue to put back
+        queue = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    # Each row's (source, name) pair as one code, from the codes of each column.
+    s_codes, sources = pd.factorize(df["source"], use_na_sentinel=False)
+    n_codes, names = pd.factorize(df["name"], use_na_sentinel=False)
+    pair_codes, combined = pd.factorize(s_codes.astype("int64") * len(names) + n_codes)
+    pairs = [(sources[c // len(names)], names[c % len(names)]) for c in combined]
+    layers = ledger_layers(pairs)
+    layer = np.array([layers.get(p, NO_LAYER) for p in pairs], dtype=object)[pair_codes]
+    kernel = df["name"].to_numpy(dtype=object, copy=True)
+    queued = (df["source"] == "ethtool").to_numpy() & queue.notna().to_numpy()
+    if queued.any():
+        triples = list(zip(df["source"][queued], df["name"][queued], queue[queued]))
+        kernel_of = kernel_names(triples)
+        kernel[queued] = [kernel_of[k] for k in triples]
+    at = list(df.columns).index("name") + 1
+    df = df.copy()
+    df.insert(at, "kernel_name", pd.array(kernel, dtype=df["name"].dtype))
+    df.insert(at + 1, "layer", pd.array(layer, dtype=df["name"].dtype))
+    return df
+
+
+def kernel_names(series: Iterable[tuple[str, str, int | None]]) -> dict[tuple, str]:
+    """(source, name, queue) -> the name as the kernel shows it. Only ethtool's per-queue
+    names are rewritten when read (`rx_queue_3_drops` -> `rx_queue_N_drops`, queue 3: see
+    collectors.nic.split_queue); every other counter's name is the kernel's (snmp and
+    netstat in nstat's joined form, `UdpRcvbufErrors`). The number goes back in the one
+    place that split_queue would take it from again."""
+    from pps.counters.collectors.nic import split_queue
+
+    out: dict[tuple, str] = {}
+    for key in set(series):
+        source, name, queue = key
+        out[key] = name
+        if source != "ethtool" or queue is None or pd.isna(queue) or not isinstance(name, str):
+            continue
+        number = str(int(queue))
+        for i, char in enumerate(name):
+            candidate = name[:i] + number + name[i + 1:]
+            if char == "N" and split_queue(candidate) == (name, int(queue)):
+                out[key] = candidate
+                break
+    return out
+
+
+def ledger_layers(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(source, name) -> the drop-ledger layer (send, nic, backlog, ip, udp) the ledger files
+    that counter under, whether it adds it or only shows it; pairs it never looks at are
+    left out. The ledger itself is asked (pps.counters.ledger.build_ledger, over one
+    made-up total per counter and device), so this never disagrees with it."""
+    return dict(_layers(frozenset((s, n) for s, n in pairs
+                                  if isinstance(s, str) and isinstance(n, str))))
+
+
+@functools.lru_cache(maxsize=64)
+def _layers(pairs: frozenset[tuple[str, str]]) -> tuple[tuple[tuple[str, str], str], ...]:
+    from pps.counters.collectors.nic import NIC_DROPS
+    from pps.counters.ledger import build_ledger
+
+    # One device per driver the ledger has a NIC map for, and one it knows no driver of
+    # (whose NIC drops come from link counters).
+    drivers = {(None, f"nic{i}"): driver for i, driver in enumerate(sorted(NIC_DROPS))}
+    devices = [dev for _, dev in drivers] + ["link"]
+    found: dict[tuple[str, str], str] = {}
+    todo = set(pairs)
+    # A driver's map takes the first of each group of alternative names that is present,
+    # so a second alternative is found on a later pass, once the first is known.
+    while todo:
+        rows = []
+        for source, name in sorted(todo):
+            for dev in (devices if source in ("ethtool", "link") else [None]):
+                rows.append((source, None, dev, None, None, name, 0, 1, 1, 0, 2))
+        totals = pd.DataFrame(rows, columns=[*KEY, "first", "last", "delta", "resets", "samples"])
+        ledger = build_ledger(1 << 40, 0, totals, None, None, devices=drivers)
+        new = {}
+        for row in ledger.rows:
+            counter = row.counter.split("(", 1)[0]  # UdpInErrors(other) counts UdpInErrors
+            if (row.source, counter) in todo:
+                new.setdefault((row.source, counter), row.layer)
+        if not new:
+            break
+        found.update(new)
+        todo -= set(new)
+    return tuple(sorted(found.items()))

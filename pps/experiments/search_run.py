@@ -152,7 +152,6 @@ class SearchDir:
 def run_search(config: Config, out: Path, *, confirmed: bool = False,
                progress: Callable[[TrialResult], None] | None = None,
                execute: Callable[..., Any] | None = None,
-               sampler_factory: Callable[..., Any] | None = None,
                clock: Callable[[], float] = time.monotonic) -> SearchResult:
     """Search with real trials, each a full run saved under OUT/trials/NNNN; OUT/search.json
     is rewritten after every trial, so an interrupted search leaves a readable directory."""
@@ -174,7 +173,7 @@ def run_search(config: Config, out: Path, *, confirmed: bool = False,
         index = len(search.trials)
         trial_dir = place.trial_dir(index)
         report = execute(config.with_values({"senders.rate": rate}), out=trial_dir,
-                         confirmed=confirmed, sampler_factory=sampler_factory)
+                         confirmed=confirmed)
         written = getattr(report, "results_dir", None)
         if written is not None and Path(written) != trial_dir:  # its disk failed: follow it
             reason = rescue_reason(written, f"trial saved in {written}")

@@ -3,7 +3,9 @@
 Every trial is a full `pps run` saved under OUT/trials/NNNN. After each trial the sweep
 rewrites OUT/sweep.json (config, trials, status of each) and OUT/runs.parquet (one row per
 trial), so an interruption at any moment leaves a directory that `report`, `compare` and
-`--resume` can read. Nothing here prints: progress goes to a callback.
+`--resume` can read. When the sweep ends (done, failed or interrupted) it writes
+OUT/counters.parquet: every trial's counters with a `trial` column, copied a row group at a
+time. Repetitions are numbered from 1. Nothing here prints: progress goes to a callback.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any
 import pandas as pd
 
 from pps.config.model import Config, expand_sweep
+from pps.counters.ledger import LAYERS
 from pps.errors import ConfigError, EnvironmentNotAble, RunFailed
 from pps.results.latency import SPLIT
 from pps.results.safe_io import describe_oserror, rescue_dir, write_atomic, write_text_atomic
+from pps.results.spill import SpilledTable
 from pps.results.store import (
     SCHEMA_VERSION,
     check_out_dir,
@@ -36,10 +40,10 @@ from pps.results.store import (
 
 SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.parquet"
+COUNTERS_FILE = "counters.parquet"
 # What a trial costs besides warm-up + duration + drain (spawning, pinning, counters,
 # writing tables): the first ETA uses it, later ones use the measured trial times.
 TRIAL_OVERHEAD_S = 0.5
-LAYERS = ("send", "nic", "backlog", "ip", "udp")
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -48,7 +52,7 @@ ProgressFn = Callable[[dict[str, Any]], None]
 class TrialSpec:
     trial: int
     point: dict[str, Any]
-    repetition: int
+    repetition: int  # from 1
     config: Config
 
     @property
@@ -58,7 +62,7 @@ class TrialSpec:
     @property
     def label(self) -> str:
         params = " ".join(f"{k}={_plain(v)}" for k, v in self.point.items())
-        return f"{params} rep {self.repetition + 1}".strip()
+        return f"{params} rep {self.repetition}".strip()
 
 
 @dataclass
@@ -80,7 +84,7 @@ def plan_trials(config: Config) -> list[TrialSpec]:
     time then spreads over all points alike instead of biasing the points run last."""
     points = expand_sweep(config)
     trials = []
-    for rep in range(config.run.repetitions):
+    for rep in range(1, config.run.repetitions + 1):
         for point, point_config in points:
             trials.append(TrialSpec(len(trials), point, rep, point_config))
     return trials
@@ -220,6 +224,25 @@ class SweepState:
     def trial_dir(self, spec: TrialSpec) -> Path:
         return self.out / "trials" / spec.name
 
+    def write_counters(self) -> None:
+        """OUT/counters.parquet: the counters of every trial that has a result, in trial
+        order, with a `trial` column first; one row group at a time, never a whole table in
+        memory. A trial without a counters table (collect.enabled = false) adds nothing;
+        with none at all, no file is written. When that fails, the sweep says so in its
+        notes: every trial's own table is still there."""
+        sources = [(t.trial, self.trial_dir(t) / COUNTERS_FILE) for t in self.trials
+                   if t.trial in self.rows]
+        sources = [(n, p) for n, p in sources if p.is_file()]
+        target = self.out / COUNTERS_FILE
+        try:
+            if not sources:
+                return
+            write_atomic(target, lambda f: _append_counters(f, sources))
+        except (OSError, ValueError, TypeError) as exc:  # pyarrow's are ValueError, TypeError
+            reason = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+            self.notes.append(f"{target}: not written ({reason}); each trial's "
+                              f"trials/NNNN/{COUNTERS_FILE} has its counters")
+
     def save(self) -> None:
         """Rewrite sweep.json and runs.parquet; when that fails (a full or read-only disk),
         move the sweep to a rescue directory and go on there."""
@@ -315,7 +338,6 @@ def _prepare_dir(config: Config, out: Path, resume: bool, state: SweepState) -> 
 
 def run_sweep(config: Config, out: Path, resume: bool = False, progress: ProgressFn | None = None,
               *, execute: Callable[..., Any] | None = None,
-              sampler_factory: Callable[..., Any] | None = None,
               status: ProgressFn | None = None, confirmed: bool = False) -> SweepResult:
     """Run (or, with resume, finish) every trial of `config`'s sweep under `out`.
 
@@ -325,10 +347,6 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
     from pps.run import pipeline as runner
 
     execute = execute or runner.execute
-    if sampler_factory is None:  # the same counters and ledger as `pps run`; collect.enabled rules
-        from pps.counters.sampler import CounterSampler
-
-        sampler_factory = CounterSampler.for_run
     out = Path(out)
     runner.check_target_allowed(config, confirmed)  # refuse before the first trial, not during
     trials = plan_trials(config)
@@ -350,7 +368,7 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
                   "trial": spec.trial, "label": spec.label})
             try:
                 report = execute(spec.config, out=state.trial_dir(spec), status=status,
-                                 sampler_factory=sampler_factory, confirmed=confirmed)
+                                 confirmed=confirmed)
             except (EnvironmentNotAble, RunFailed) as exc:
                 state.status[spec.trial] = "failed"
                 state.reasons[spec.trial] = str(exc)
@@ -359,7 +377,7 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
                 continue
             state.seconds[spec.trial] = time.monotonic() - began
             _follow_rescued_trial(state, spec, report)
-            summary = report.summary
+            summary = report.summary  # a pps.results.record.Summary, read as the mapping it also is
             state.rows[spec.trial] = trial_row(report.run_json, report.tables.get("workers"))
             if summary.get("interrupted"):
                 state.status[spec.trial] = "interrupted"
@@ -382,10 +400,55 @@ def run_sweep(config: Config, out: Path, resume: bool = False, progress: Progres
     except KeyboardInterrupt:
         # Ctrl-C outside a trial's measurement (setup, saving): that trial stays pending.
         interrupted = True
+    try:  # written whole or not at all (a temporary file renamed): Ctrl-C may stop it
+        state.write_counters()
+    except KeyboardInterrupt:
+        interrupted = True
+        state.notes.append(f"{state.out / COUNTERS_FILE}: not written (interrupted); each "
+                           f"trial's trials/NNNN/{COUNTERS_FILE} has its counters")
     counts = state.counts()
     emit({"event": "end", "done": counts.get("done", 0), "total": total, "eta_s": 0.0,
           "interrupted": interrupted})
     return SweepResult(state.out, state.runs_table(), counts, interrupted, failures, state.notes)
+
+
+def _append_counters(f: Any, sources: list[tuple[int, Path]]) -> None:
+    """Every source table's row groups, in the current columns with `trial` first, to `f`.
+    Tables of older schema versions (a resumed sweep) are mapped; a column only some trials
+    have (`host`, across hosts) is null in the others."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pps.results import schema
+
+    columns: list[str] = ["trial"]
+    chunks_of = []
+    for trial, path in sources:
+        table = SpilledTable(path, 0).transformed(lambda df: schema.table("counters", df))
+        chunks_of.append((trial, table))
+        columns += [c for c in table.empty().columns if c not in columns]
+    writer = None
+    for trial, table in chunks_of:
+        for df in table.chunks():
+            df = _typed(df.reindex(columns=columns).assign(trial=trial))
+            if writer is None:
+                arrow_schema = pa.Schema.from_pandas(df, preserve_index=False)
+                writer = pq.ParquetWriter(f, arrow_schema)
+            writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False))
+    if writer is not None:
+        writer.close()
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """A chunk in the dtypes every chunk is written in (a column a trial lacks comes as
+    float NaN): trial int64, the key and name columns text, queue and cpu nullable integers."""
+    df = df.astype({"trial": "int64"})
+    for column in df.columns:
+        if column in ("queue", "cpu"):
+            df[column] = df[column].astype("Int64")
+        elif column in ("host", "source", "netns", "device", "name", "kernel_name", "layer"):
+            df[column] = df[column].astype("str")
+    return df
 
 
 def _follow_rescued_trial(state: SweepState, spec: TrialSpec, report: Any) -> None:

@@ -63,13 +63,3 @@ def call_in(name_or_path: str | None, func: Callable[[], T]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
-
-
-def proc_net(name_or_path: str | None, filename: str) -> str:
-    """Read /proc/net/FILE as the namespace sees it (/proc/thread-self follows setns)."""
-    return call_in(name_or_path, lambda: _read(f"/proc/thread-self/net/{filename}"))
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()

@@ -79,12 +79,18 @@ def _window_delta(outcome: Any, role: str, key: str) -> int | None:
                for w in outcome.workers if w["role"] == role)
 
 
+def not_one_clock(config: Config) -> str:
+    """Why one-way latency cannot be taken: the workers' hosts do not share a clock."""
+    def where(hosts: tuple[str, ...]) -> str:
+        return f"host{'s' if len(hosts) > 1 else ''} {', '.join(hosts)}"
+    return (f"senders on {where(config.senders.hosts)} and receivers on "
+            f"{where(config.receivers.hosts)} do not share a clock")
+
+
 def latency_clock(config: Config, outcome: Any) -> dict[str, Any]:
     """On which clock latency was taken and why it can (or cannot) be trusted."""
-    if config.senders.host != config.receivers.host:
-        return {"clock": None, "shared": False, "recorded": False,
-                "why": f"senders on host {config.senders.host} and receivers on host "
-                       f"{config.receivers.host} do not share a clock"}
+    if not config.one_clock:
+        return {"clock": None, "shared": False, "recorded": False, "why": not_one_clock(config)}
     if not config.run.latency:
         return {"clock": None, "shared": None, "recorded": False, "why": "run.latency = false"}
     # Kernel RX stamps are CLOCK_REALTIME, so with them both ends use that clock.

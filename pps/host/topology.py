@@ -153,6 +153,11 @@ def read_topology(root: str = "/", devices: Iterable[str] | None = None) -> Topo
                           f"{exc}") from None
 
 
+def read_device(root: str, dev: str) -> Device:
+    """One device, its queues and the CPUs that service them (the sysfs seen from here)."""
+    return _read_device(root, dev, parse_interrupts(_read(root, "proc/interrupts") or ""))
+
+
 def check_root(root: str) -> None:
     """A --root must be a directory holding a captured sys/ or proc/ (tests build trees of
     only a device or two, so nothing more is required)."""

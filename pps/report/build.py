@@ -45,7 +45,7 @@ class Loaded:
 def _label(source: str, point: dict[str, Any], rep: int, multi: bool) -> str:
     parts = [source] if multi or not point else []  # "r1" alone would name nothing
     parts += [f"{k.split('.')[-1]}={v}" for k, v in point.items()]
-    return " ".join(parts + [f"r{rep + 1}"])
+    return " ".join(parts + [f"r{rep}"])
 
 
 def load(paths: list[Path]) -> Loaded:
@@ -72,7 +72,7 @@ def load(paths: list[Path]) -> Loaded:
                 source = f"{source} ({label})" if label else source
             entry = entries.get(trial_dir.name, {})
             point = entry.get("point") or {}
-            rep = int(entry.get("repetition") or 0)
+            rep = int(entry.get("repetition") or 1)  # from 1 (read_sweep_json maps schema 1)
             status = entry.get("status") or _status(trial.summary)
             data.trials.append(trial)
             data.labels.append(_label(source, point, rep, multi))

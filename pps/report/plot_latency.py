@@ -4,7 +4,8 @@ stores (the `latency` table: kind, receiver, low_ns, high_ns, count), on a log t
 One panel per kind of latency measured (one-way, and with kernel stamps its stack and app
 parts). In a panel: for one trial, one line per receiver and their merge; for up to
 MAX_SERIES trials, one line per trial (receivers merged); past that, small multiples, one
-panel per trial. A bucket's count is put at its upper edge, as the percentiles are, so the
+panel per trial (or, for one trial of MAX_SERIES receivers or more, the merge and then one
+panel per receiver), the kinds in their colours. A bucket's count is put at its upper edge, as the percentiles are, so the
 curve never shows latency lower than measured.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 from pps.report import plot_style as style
@@ -92,7 +94,17 @@ def latency(trials: list[Any], labels: list[str], out: Path) -> Path | None:
     if not tables:
         return None
     if len(tables) > style.MAX_SERIES:
-        return _small_multiples(tables, names, out)
+        return _small_multiples(tables, names, out,
+                                "latency: cumulative distribution per trial, receivers merged")
+    if len(tables) == 1:
+        receivers = sorted(r for r in tables[0]["receiver"].unique() if r != MERGED)
+        if len(receivers) >= style.MAX_SERIES:  # with the merge, more lines than colours
+            df = tables[0]
+            return _small_multiples(
+                [df[df["receiver"] == MERGED] if (df["receiver"] == MERGED).any() else df,
+                 *(df[df["receiver"] == r] for r in receivers)],
+                [f"{names[0]}: all receivers", *(f"receiver {r}" for r in receivers)], out,
+                "latency: cumulative distribution, all receivers then one panel per receiver")
     kinds = [k for k in KIND_TITLES if any((df["kind"] == k).any() for df in tables)]
     fig, axes = style.figure(1, len(kinds), width=5.2 * len(kinds) + 2.2, height=4.2, sharey=True)
     for ax, kind in zip(axes[0], kinds):
@@ -109,25 +121,32 @@ def latency(trials: list[Any], labels: list[str], out: Path) -> Path | None:
     return style.save(fig, out)
 
 
-def _small_multiples(tables: list[pd.DataFrame], names: list[str], out: Path) -> Path:
-    rows, cols = style.grid_shape(len(tables), 4)
-    fig, axes = style.figure(rows, cols, width=3.3 * cols, height=2.6 * rows + 0.8,
-                             sharex=True, sharey=True)
+def _small_multiples(tables: list[pd.DataFrame], names: list[str], out: Path,
+                     title: str) -> Path | None:
+    """One panel per table (a trial, or one receiver of a trial), the kinds in their colours;
+    a table without a bucket that counted anything gets no panel."""
     kinds = [k for k in KIND_TITLES if any((df["kind"] == k).any() for df in tables)]
     colours = dict(zip(kinds, style.colours(len(kinds))))
-    for ax, df, name in zip(axes.flat, tables, names):
+    drawn = [(df, name) for df, name in zip(tables, names)
+             if any(cdf(_merged(df, kind)) is not None for kind in kinds)]
+    if not drawn:
+        return None
+    rows, cols = style.grid_shape(len(drawn), style.small_multiple_cols(len(drawn)))
+    fig, axes = style.figure(rows, cols, width=3.3 * cols, height=2.6 * rows + 0.8,
+                             sharex=True, sharey=True)
+    panels = list(axes.flat)[:len(drawn)]
+    for ax, (df, name) in zip(panels, drawn):
         for kind in kinds:
             c = cdf(_merged(df, kind))
             if c is not None:
                 ax.plot(*c, color=colours[kind], label=kind, linewidth=1.4)
         _style_axis(ax, "", small=True)
         ax.set_title(style.shorten(name, 40), fontsize=8)
-    style.hide_unused(axes, len(tables))
-    for ax in axes[:, 0]:
-        ax.set_ylabel("packets at or below (%)", fontsize=8)
-    for ax in axes[-1, :]:
-        ax.set_xlabel("latency, log scale", fontsize=8)
-    handles = [axes[0, 0].plot([], [], color=colours[k])[0] for k in kinds]
+    style.hide_unused(axes, len(drawn))
+    style.label_grid(axes, panels, "latency, log scale", "packets at or below (%)")
+    handles = [Line2D([], [], color=colours[k]) for k in kinds]
     style.figure_legend_below(fig, handles, [KIND_TITLES[k] for k in kinds])
-    fig.suptitle("latency: cumulative distribution per trial, receivers merged", fontsize=10)
+    left_out = len(tables) - len(drawn)
+    fig.suptitle(title + (f" ({left_out} without latency buckets left out)" if left_out else ""),
+                 fontsize=10)
     return style.save(fig, out)

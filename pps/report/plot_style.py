@@ -8,7 +8,7 @@ nothing in them left out or saying so in words; titles never cut (saved with a t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,20 @@ matplotlib.use("Agg")  # before pyplot: reports run on headless CI hosts
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
+from pps.counters.ledger import LAYERS  # noqa: E402
+
 MAX_SERIES = 8   # more lines than this in one axis stop being told apart: small multiples
 DPI = 96
 # Eight colours a reader tells apart (tab10 less its grey and olive, kept for "other" parts).
 SERIES_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                   "tab:pink", "tab:cyan")
-LAYERS = ("send", "nic", "backlog", "ip", "udp")
 # One colour per ledger part in every figure, so "udp" is the same colour everywhere. Received
 # is a calm blue; drops are warm or strong; unaccounted is grey (hatched).
-PART_COLOURS = {"received": "#4c78a8", "send": "#f58518", "nic": "#e45756", "backlog": "#b279a2",
+PART_COLOURS = {"received": "#4c78a8", "send": "#f58518", "nic": "#e45756", "xdp": "#72b7b2",
+                "backlog": "#b279a2",
                 "ip": "#9d755d", "udp": "#d62728", "unaccounted": "#bab0ac"}
 
-__all__ = ["plt", "PercentFormatter"]
+__all__ = ["plt", "PercentFormatter", "LAYERS"]
 
 
 def colours(n: int) -> list[str]:
@@ -121,10 +123,53 @@ def no_data(ax: Any, text: str) -> None:
             transform=ax.transAxes, wrap=True)
 
 
-def hide_unused(axes: Any, used: int) -> None:
-    """Small-multiple grids have cells past the last panel: leave them blank, not empty axes."""
-    for ax in list(axes.flat)[used:]:
-        ax.set_axis_off()
+def hide_unused(axes: Any, used: int | Iterable[Any]) -> None:
+    """Small-multiple grids have cells past the last panel: leave them blank, not empty axes.
+    `used` is how many panels come first in reading order, or the axes that hold panels."""
+    keep = list(axes.flat)[:used] if isinstance(used, int) else list(used)
+    for ax in axes.flat:
+        if not any(ax is k for k in keep):
+            ax.set_axis_off()
+
+
+def grouped_grid(sizes: list[int], max_cols: int = 4) -> tuple[int, int, list[list[tuple[int, int]]]]:
+    """Rows and columns of a small-multiple grid whose groups (receivers, then senders; queues,
+    then CPUs) each start on a row of their own, and each group's (row, col) cells."""
+    sizes = [n for n in sizes if n > 0]
+    cols = min(max_cols, max(sizes, default=1))
+    cells, row = [], 0
+    for n in sizes:
+        cells.append([(row + i // cols, i % cols) for i in range(n)])
+        row += math.ceil(n / cols)
+    return max(row, 1), cols, cells
+
+
+def small_multiple_cols(n: int) -> int:
+    """Columns for n panels: four, up to six when there are many (the figure stays tall,
+    not endless)."""
+    return 4 if n <= 24 else 6
+
+
+def label_grid(axes: Any, panels: list[Any], xlabel: str, ylabel: str | Callable[[Any], str],
+               fontsize: float = 8) -> None:
+    """Axis labels of a small-multiple grid with shared axes: the y label (or ylabel(panel),
+    when rows show different things) on the first panel of each row, the x label (and x tick
+    labels, which sharing hides above a blank cell) on the lowest panel of each column."""
+    lowest: dict[int, Any] = {}
+    first: dict[int, Any] = {}
+    for ax in panels:
+        spec = ax.get_subplotspec()
+        row, col = spec.rowspan.start, spec.colspan.start
+        if col not in lowest or row > lowest[col].get_subplotspec().rowspan.start:
+            lowest[col] = ax
+        if row not in first or col < first[row].get_subplotspec().colspan.start:
+            first[row] = ax
+    for ax in lowest.values():
+        ax.set_xlabel(xlabel, fontsize=fontsize)
+        ax.xaxis.set_tick_params(which="both", labelbottom=True)
+    for ax in first.values():
+        ax.set_ylabel(ylabel(ax) if callable(ylabel) else ylabel, fontsize=fontsize)
+        ax.yaxis.set_tick_params(which="both", labelleft=True)
 
 
 def value_text(value: Any) -> str:

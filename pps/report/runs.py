@@ -61,7 +61,7 @@ def trials_table(runs: pd.DataFrame, params: list[str]) -> Table:
     for _, r in runs.iterrows():
         drops = ", ".join(f"{c[6:]} {int(r[c]):,}" for c in layers
                           if pd.notna(r[c]) and r[c]) or "-"
-        rows.append([r["source"], r["trial"], *[cell(r.get(p)) for p in params], str(r["repetition"] + 1),
+        rows.append([r["source"], r["trial"], *[cell(r.get(p)) for p in params], str(r["repetition"]),
                      r["status"], cell(r["rx_pps"], "pps"), cell(r["tx_pps"], "pps"),
                      cell(r["loss_ratio"], "pct"), drops, cell(r.get("unaccounted")),
                      cell(r.get("receiver_cpu_s"))])

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from pps.experiments.regression_metrics import Metric
 from pps.report import plot_style as style
 
 MAX_LABEL = 22   # characters of a run.label shown under its point
 VERDICT_MARKS = {"regression": ("tab:red", "regression"), "improvement": ("tab:green", "improvement")}
+# Sweep points' colours: never the verdicts' red or green.
+TREND_COLOURS = tuple(c for c in style.SERIES_COLOURS if c not in ("tab:red", "tab:green"))
 
 
 def _tick(row: pd.Series) -> str:
@@ -35,13 +38,47 @@ def _scale(metric: Metric, rows: pd.DataFrame) -> tuple[float, str]:
     return 1.0, metric.unit
 
 
+def _draw_point(ax: Any, g: pd.DataFrame, divide: float, colour: str, label: str | None,
+                marked: set[str]) -> None:
+    """One sweep point's history: centers with low..high bars, verdicts ringed."""
+    y = g["center"].astype(float) / divide
+    low = (g["center"] - g["low"].fillna(g["center"])).astype(float).clip(lower=0) / divide
+    high = (g["high"].fillna(g["center"]) - g["center"]).astype(float).clip(lower=0) / divide
+    ax.errorbar(g["position"], y, yerr=[low, high], marker="o", capsize=3, color=colour,
+                label=label)
+    for verdict, (ring, name) in VERDICT_MARKS.items():
+        hit = g[g["verdict"] == verdict]
+        if not hit.empty:
+            ax.scatter(hit["position"], hit["center"].astype(float) / divide, s=160,
+                       facecolors="none", edgecolors=ring, linewidths=2, zorder=5,
+                       label=None if name in marked else name)
+            marked.add(name)
+
+
+def _metric_axis(ax: Any, metric: Metric, rows: pd.DataFrame, divide: float, unit: str,
+                 small: bool = False) -> None:
+    ax.set_ylabel(f"{metric.title} ({unit})" if unit else metric.title, fontsize=8)
+    style.plain_ticks(ax, "y")
+    ax.grid(alpha=0.3)
+    top = (rows["high"].fillna(rows["center"]).astype(float) / divide).max()
+    ax.set_ylim(bottom=0, top=top * 1.15 if math.isfinite(top) and top > 0 else 1)
+    if small:
+        ax.tick_params(labelsize=7)
+
+
 def trend(table: pd.DataFrame, metrics: list[Metric], out: Path) -> Path | None:
     """One panel per metric: each point's center with its low..high range (repetitions, or a
-    search's bracket), one line per sweep point, regressions ringed red, improvements green."""
+    search's bracket), one line per sweep point, regressions ringed red, improvements green.
+    A sweep point keeps its colour in every panel, and no point takes red or green; past
+    TREND_COLOURS points, small multiples: a panel per metric and point."""
     shown = [m for m in metrics if not table[(table["metric"] == m.name) & table["center"].notna()].empty]
     if not shown:
         return None
     positions = table.drop_duplicates("position").sort_values("position")
+    points = list(dict.fromkeys(table[table["center"].notna()]["point"]))
+    if len(points) > len(TREND_COLOURS):
+        return _trend_multiples(table, shown, points, positions, out)
+    colour_of = dict(zip(points, TREND_COLOURS))
     width = max(7.0, 1.1 * len(positions) + 2.5)
     fig, axes = style.figure(len(shown), 1, width=width + 2, height=2.3 * len(shown) + 1.2,
                              sharex=True)
@@ -49,36 +86,69 @@ def trend(table: pd.DataFrame, metrics: list[Metric], out: Path) -> Path | None:
     for ax, metric in zip(axes[:, 0], shown):
         rows = table[(table["metric"] == metric.name) & table["center"].notna()]
         divide, unit = _scale(metric, rows)
-        series = list(rows.groupby("point", sort=False))
-        # Past MAX_SERIES sweep points colours would repeat: then one colour, no legend.
-        colours = (style.colours(len(series)) if len(series) <= style.MAX_SERIES
-                   else [style.SERIES_COLOURS[0]] * len(series))
-        for (point, g), colour in zip(series, colours):
-            y = g["center"].astype(float) / divide
-            low = (g["center"] - g["low"].fillna(g["center"])).astype(float).clip(lower=0) / divide
-            high = (g["high"].fillna(g["center"]) - g["center"]).astype(float).clip(lower=0) / divide
-            ax.errorbar(g["position"], y, yerr=[low, high], marker="o", capsize=3, color=colour,
-                        label=point if 1 < len(series) <= style.MAX_SERIES else None)
-            for verdict, (colour, name) in VERDICT_MARKS.items():
-                hit = g[g["verdict"] == verdict]
-                if not hit.empty:
-                    ax.scatter(hit["position"], hit["center"].astype(float) / divide, s=160,
-                               facecolors="none", edgecolors=colour, linewidths=2, zorder=5,
-                               label=None if name in marked else name)
-                    marked.add(name)
+        for point, g in rows.groupby("point", sort=False):
+            _draw_point(ax, g, divide, colour_of[point], point if len(points) > 1 else None, marked)
         better = "higher is better" if metric.higher_is_better else "lower is better"
         ax.set_title(f"{metric.title} ({better})", fontsize=9, loc="left")
-        ax.set_ylabel(f"{metric.title} ({unit})" if unit else metric.title, fontsize=8)
-        style.plain_ticks(ax, "y")
-        ax.grid(alpha=0.3)
-        top = (rows["high"].fillna(rows["center"]).astype(float) / divide).max()
-        ax.set_ylim(bottom=0, top=top * 1.15 if math.isfinite(top) and top > 0 else 1)
+        _metric_axis(ax, metric, rows, divide, unit)
         style.legend_outside(ax)
     bottom = axes[-1, 0]
     xs = positions["position"].tolist()
     bottom.set_xticks(xs, [_tick(r) for _, r in positions.iterrows()], fontsize=7)
     bottom.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    bottom.set_xlabel("run in the history (date, kernel, label)", fontsize=8)
     fig.suptitle("pps history: each point against the points before it", fontsize=10)
+    return style.save(fig, out)
+
+
+def _trend_multiples(table: pd.DataFrame, shown: list[Metric], points: list[Any],
+                     positions: pd.DataFrame, out: Path) -> Path:
+    """A row group per metric, a panel per sweep point in it; one colour, verdicts ringed.
+    Panels of one metric share their y axis, every panel the x axis (run positions)."""
+    cols = style.small_multiple_cols(len(points))
+    rows_n, cols, cells = style.grouped_grid([len(points)] * len(shown), cols)
+    fig, axes = style.figure(rows_n, cols, width=3.2 * cols, height=2.2 * rows_n + 1.2,
+                             sharex=True)
+    panels, marked, ylabels = [], set(), {}
+    for metric, group_cells in zip(shown, cells):
+        rows = table[(table["metric"] == metric.name) & table["center"].notna()]
+        divide, unit = _scale(metric, rows)
+        first = None
+        for point, (row, col) in zip(points, group_cells):
+            g = rows[rows["point"] == point]
+            ax = axes[row, col]
+            if g.empty:
+                style.no_data(ax, f"{metric.title}, {style.shorten(str(point), 30)}:\nnot measured")
+                continue
+            if first is None:
+                first = ax
+            else:
+                ax.sharey(first)
+            panels.append(ax)
+            _draw_point(ax, g, divide, style.SERIES_COLOURS[0], None, marked)
+            ax.set_title(f"{metric.title}: {style.shorten(str(point), 34)}", fontsize=8)
+            _metric_axis(ax, metric, rows, divide, unit, small=True)
+            ax.set_ylabel("")
+            ylabels[row] = f"{metric.title} ({unit})" if unit else metric.title
+    style.hide_unused(axes, panels)
+    xs = positions["position"].tolist()
+    for ax in panels:
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+        ax.yaxis.set_tick_params(labelleft=False)  # a metric's panels share y: ticks on the left
+    style.label_grid(axes, panels, "run in the history (position, as in the table)",
+                     lambda ax: ylabels[ax.get_subplotspec().rowspan.start])
+    handles = [Line2D([], [], color=style.SERIES_COLOURS[0], marker="o")]
+    labels = ["center, bars low..high"]
+    for ring, name in VERDICT_MARKS.values():
+        if name in marked:
+            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11,
+                                  markerfacecolor="none", markeredgecolor=ring, markeredgewidth=2))
+            labels.append(name)
+    style.figure_legend_below(fig, handles, labels)
+    better = "; ".join(f"{m.title}: {'higher' if m.higher_is_better else 'lower'} is better"
+                       for m in shown)
+    fig.suptitle(f"pps history, one panel per metric and sweep point ({better})", fontsize=10)
     return style.save(fig, out)
 
 

@@ -10,10 +10,12 @@ is removed when nothing refers to it any longer (or at exit).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -52,21 +54,60 @@ def remove_orphans(directory: str | None = None) -> None:
 
 
 class SpilledTable:
-    """A finished table on disk. Holds its spill directory alive while it is referred to."""
+    """A finished table on disk. Holds its spill directory alive while it is referred to.
+    `transform` (a DataFrame -> DataFrame function, see `transformed`) is applied to each
+    row group as the table is read or copied, so a table can change shape without being
+    held whole in memory."""
 
-    def __init__(self, path: Path, rows: int, owner: SpillDir | None = None) -> None:
+    def __init__(self, path: Path, rows: int, owner: SpillDir | None = None,
+                 transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> None:
         self.path = Path(path)
         self.rows = rows
         self._owner = owner
+        self._transform = transform
+
+    def transformed(self, fn: Callable[[pd.DataFrame], pd.DataFrame]) -> SpilledTable:
+        """The same file, read and written through `fn` (after any transform it had)."""
+        inner = self._transform
+        both = fn if inner is None else (lambda df: fn(inner(df)))
+        return SpilledTable(self.path, self.rows, self._owner, both)
 
     def read(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path)
+        df = pd.read_parquet(self.path)
+        return self._transform(df) if self._transform else df
+
+    def empty(self) -> pd.DataFrame:
+        """No rows, the columns the table reads with (its file's schema, transformed)."""
+        df = pq.read_schema(self.path).empty_table().to_pandas()
+        return self._transform(df) if self._transform else df
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """The table, one row group at a time."""
+        source = pq.ParquetFile(self.path)
+        for i in range(source.num_row_groups):
+            df = source.read_row_group(i).to_pandas()
+            yield self._transform(df) if self._transform else df
 
     def write_to(self, parquet: Path, csv: Path | None = None) -> None:
         """A copy at `parquet` (and, with `csv`, the rows as CSV, one row group at a time)."""
-        shutil.copyfile(self.path, parquet)
-        if csv is not None:
-            _write_csv(self.path, csv)
+        if self._transform is None:
+            shutil.copyfile(self.path, parquet)
+            if csv is not None:
+                _write_csv(self.path, csv)
+            return
+        sink = ParquetSink(parquet)
+        header = True
+        with open(csv, "w", newline="") if csv is not None else contextlib.nullcontext() as out:
+            for df in self.chunks():
+                sink.write(df)
+                if out is not None:
+                    df.to_csv(out, index=False, header=header)
+                    header = False
+            if sink.close() is None:  # no row group: the empty table, in its new shape
+                empty = self.empty()
+                empty.to_parquet(parquet, index=False)
+                if out is not None:
+                    empty.to_csv(out, index=False)
 
     def __len__(self) -> int:
         return self.rows

@@ -8,7 +8,8 @@ Layout of a sweep:     DIR/sweep.json  DIR/runs.parquet  DIR/trials/NNNN/ (one t
 --out is checked before anything is measured (check_out_dir); if saving still fails after
 the measurement, the trial goes to a rescue directory under the temp dir (save_trial) and
 the caller is told where. Reading checks every file first (safe_io, shapes): a damaged,
-foreign or newer results directory is one ConfigError line, exit 2.
+foreign or newer results directory is one ConfigError line, exit 2. What an older schema
+version wrote is read in the current shape (pps.results.schema): readers see one layout.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import pandas as pd
 
 from pps.config import shapes
 from pps.errors import ConfigError, RunFailed
-from pps.results import safe_io
+from pps.results import safe_io, schema
+from pps.results.schema import SCHEMA_VERSION
 from pps.results.spill import SpilledTable
 
-SCHEMA_VERSION = 1
 TABLES = ("samples", "workers", "flows", "counters", "latency")
 MIN_FREE_BYTES = 1024 * 1024  # a trial's files take a few hundred KiB
 
@@ -42,6 +43,10 @@ def default_dir(prefix: str = "pps") -> Path:
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
+    from pps.results.record_base import Record
+
+    if isinstance(value, Record):  # the typed objects of run.json
+        return value.to_dict()
     if isinstance(value, (set, tuple, Path)):
         return list(value) if not isinstance(value, Path) else str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -138,14 +143,21 @@ class Saved:
     notes: tuple[str, ...] = ()
 
 
-def save_trial(out: Path, run_json: dict[str, Any], tables: dict[str, pd.DataFrame | SpilledTable],
+def save_trial(out: Path, run_json: Any, tables: dict[str, pd.DataFrame | SpilledTable],
                csv: bool = False) -> Saved:
-    """Write one trial's directory atomically (a temporary sibling, then a rename). A table
-    may be a DataFrame or a SpilledTable (a long run's, already on disk: copied). When that
+    """Write one trial's directory atomically (a temporary sibling, then a rename): the one
+    writer of a results directory. `run_json` is a pps.results.record.RunRecord (or a dict
+    of run.json's keys); its `schema_version` is this pps's. A table may be a DataFrame or
+    a SpilledTable (a long run's, already on disk: copied), in any schema version's columns:
+    it is written in the current ones (pps.results.schema). When that
     fails for any OSError (a full or read-only disk, --out taken meanwhile), write it to a
     rescue directory instead: a measurement is never lost to where it was to be saved.
     RunFailed only when the rescue fails too."""
+    from pps.results.record import RunRecord
+
     out = Path(out)
+    run_json = run_json.to_json() if isinstance(run_json, RunRecord) else dict(run_json)
+    tables = {name: schema.table_any(name, df) for name, df in tables.items() if df is not None}
     try:
         return Saved(_write_trial_dir(out, run_json, tables, csv))
     except OSError as exc:
@@ -161,7 +173,7 @@ def save_trial(out: Path, run_json: dict[str, Any], tables: dict[str, pd.DataFra
                           f"saved them in {rescue} instead",))
 
 
-def write_trial(out: Path, run_json: dict[str, Any], tables: dict[str, pd.DataFrame],
+def write_trial(out: Path, run_json: Any, tables: dict[str, pd.DataFrame],
                 csv: bool = False) -> Path:
     """save_trial, for callers that only need where the trial went."""
     return save_trial(out, run_json, tables, csv).path
@@ -230,7 +242,9 @@ def _umask() -> int:
 
 @dataclass
 class TrialResults:
-    """One trial read back from disk."""
+    """One trial read back from disk, in the current shape whatever version wrote it:
+    `run` is run.json as a dict (its `schema_version` is the file's), `tables` the tables
+    in the current columns."""
 
     path: Path
     run: dict[str, Any]
@@ -240,14 +254,27 @@ class TrialResults:
     def summary(self) -> dict[str, Any]:
         return self.run.get("summary", {})
 
+    @property
+    def record(self) -> Any:
+        """run.json as typed objects (pps.results.record.RunRecord)."""
+        from pps.results.record import RunRecord
+
+        return RunRecord.from_dict(self.run)
+
 
 def read_run_json(path: Path | str) -> dict[str, Any]:
-    """DIR/run.json, checked: a bounded UTF-8 JSON object of the expected shape, of a schema
-    version this pps reads."""
+    """DIR/run.json, checked (a bounded UTF-8 JSON object of the expected shape, of a schema
+    version this pps reads) and in the current shape."""
     file = Path(path) / "run.json"
     run = safe_io.read_json(file, "run.json")
     shapes.check_run(run, SCHEMA_VERSION, safe_io.shown(file))
-    return run  # version 1 is the first: nothing to upgrade yet
+    return schema.run_json(run, _version(run))
+
+
+def _version(obj: dict[str, Any]) -> int:
+    """The schema version a checked file says it has (none: version 1)."""
+    version = obj.get("schema_version")
+    return 1 if version is None else int(version)
 
 
 def read_trial(path: Path | str) -> TrialResults:
@@ -260,8 +287,9 @@ def read_trial(path: Path | str) -> TrialResults:
     for name in TABLES:
         file = path / f"{name}.parquet"
         if os.path.lexists(file):
-            tables[name] = safe_io.read_parquet(file, f"the {name} table")
-            shapes.check_table(tables[name], name, safe_io.shown(file))
+            df = safe_io.read_parquet(file, f"the {name} table")
+            shapes.check_table(df, name, safe_io.shown(file))
+            tables[name] = schema.table(name, df)
     latency = tables.get("latency")
     if latency is not None and "kind" not in latency.columns:
         latency.insert(0, "kind", "one_way")  # written before kernel timestamps: one-way only
@@ -283,7 +311,14 @@ def read_sweep_json(path: Path | str) -> dict[str, Any]:
     file = Path(path) / "sweep.json"
     sweep = safe_io.read_json(file, "sweep.json")
     shapes.check_sweep(sweep, SCHEMA_VERSION, safe_io.shown(file))
-    return sweep
+    return schema.sweep_json(sweep, _version(sweep))
+
+
+def read_runs_table(path: Path | str) -> pd.DataFrame:
+    """A sweep's DIR/runs.parquet in the current shape (its version is sweep.json's)."""
+    version = _version(read_sweep_json(path))
+    file = Path(path) / "runs.parquet"
+    return schema.runs_table(safe_io.read_parquet(file, "the runs table"), version)
 
 
 def is_sweep(path: Path | str) -> bool:

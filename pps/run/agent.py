@@ -4,8 +4,9 @@ Started by the orchestrator as `ssh HOST PYTHON -m pps agent`. It speaks JSON li
 on stdin, replies and events on stdout (nothing else is ever written there; diagnostics go
 to stderr, which ssh carries back). The conversation, in order:
 
-    agent  -> {"event": "hello", "protocol": 2, "version": ..., "hostname": ..., "caps": ...}
-    client -> {"op": "prepare", "id": 1, "config": {...}, "host": "b", "roles": [...], ...}
+    agent  -> {"event": "hello", "protocol": 5, "version": ..., "hostname": ..., "caps": ...}
+    client -> {"op": "prepare", "id": 1, "config": {...}, "host": "b", "roles": [...],
+               "netns": ..., "wire": {...}, "seats": {...}}
     agent  -> {"re": 1, "ok": true, "share": {plan, topology, checks, specs, ...}, "meta": {...}}
     client -> start, go, read, collect, stop, finish, histograms, counters, counters_chunk,
               close (each answered by "re")
@@ -36,12 +37,8 @@ from pps.config.hosts import NAME, is_netns_name
 from pps.errors import ConfigError, EnvironmentNotAble
 from pps.host.netns import NETNS_RUN_DIR
 from pps.run.linebuf import LineBuffer
+from pps.run.protocol import PROTOCOL
 
-# 2: histograms come by kind ({"one_way": {...}, "stack": ..., "app": ...}); slots hold the
-# stack/app counters. 3: prepare's drivers are [netns, device, driver] rows. 4: counters
-# stream on the agent (collect takes t and answers nothing; counters and counters_chunk
-# bring the totals and the table at the end).
-PROTOCOL = 4
 IDLE_CHECK_S = 0.1
 # A prepare request (config, addresses) is a few KiB; a line this long is no request.
 MAX_REQUEST_BYTES = 1 << 20
@@ -68,10 +65,10 @@ class Agent:
 
     def __init__(self, out) -> None:
         self.out = out
+        self.host = None  # the LocalHost this agent serves (pps.run.hosts)
         self.group = None
-        self.capturer = None
-        self.stream = None  # this host's counters, parsed as the run goes (pps.counters.stream)
-        self.counters = None
+        self.counters = None  # this host's counters, parsed as the run goes (pps.counters.stream)
+        self.result = None  # ... and what they came to, once finished
         self.reported_failure = False
         self.closing = False
         self.started = False
@@ -94,34 +91,26 @@ class Agent:
 
     def op_prepare(self, r: dict[str, Any]) -> dict[str, Any]:
         from pps.config.model import build_config
-        from pps.counters import collectors
-        from pps.counters.collectors.capture import Capturer
-        from pps.host import metadata, selfpin
-        from pps.run.group import LocalGroup
-        from pps.run.share import prepare_share
-
-        if self.group is not None:
+        from pps.host import selfpin
+        from pps.run.hosts import LocalHost
+        if self.host is not None:
             raise ConfigError("a run is already prepared here; one agent serves one run")
-        host, roles, netns = prepare_fields(r)
-        config = build_config(r["config"], source=f"host {host}")
-        share = prepare_share(config, host, roles, netns, r["addresses"], r["n_senders"])
-        ports = (config.target.port,) if "receiver" in share.roles else ()
-        scopes = [collectors.Scope(share.netns, (share.device,), ports)]
-        capturer = Capturer(scopes)  # readers opened once, as in a local run
+        name, roles, netns = prepare_fields(r)
+        wire, seats = wire_fields(r)
+        config = build_config(r["config"], source=f"host {name}")
+        host = LocalHost(name, netns=netns)
+        share = host.prepare(config, roles, wire, seats, label=name)
+        counters = host.open_counters(config)  # readers opened once, as in a local run
         try:
-            drivers = [[ns, dev, d] for (ns, dev), d in collectors.device_drivers(scopes).items()]
             # Off the workers' CPUs for good: the agent serves this one run, then exits.
-            pinned, _ = selfpin.move_off(w.cpu for w in share.plan.workers)
+            pinned, _ = selfpin.move_off(w.cpu for w in host.share.plan.workers)
         except BaseException:
-            capturer.close()
+            host.close()
             raise
         # Taken on only now: a prepare that failed leaves the agent free for another.
-        from pps.counters.stream import ChildStream
-
-        self.group, self.capturer = LocalGroup(share.specs, host=host), capturer
-        self.stream = ChildStream(capturer.scopes, capturer.sources)
-        return {"share": {**share.to_dict(), "agent": pinned}, "meta": metadata.host("/"),
-                "drivers": drivers}
+        self.host, self.group, self.counters = host, host.group, counters
+        return {"share": {**share, "agent": pinned}, "meta": host.info["before"],
+                "drivers": [[ns, dev, d] for (ns, dev), d in counters.drivers.items()]}
 
     def op_start(self, r: dict[str, Any]) -> dict[str, Any]:
         if self.started:
@@ -141,19 +130,17 @@ class Agent:
     def op_collect(self, r: dict[str, Any]) -> None:
         """A snapshot at the client's time t, into this host's stream: nothing comes back
         until op_counters, so a long run costs neither side memory per sample."""
-        full = bool(r.get("full", True))
         t = r.get("t", 0.0)
         if not isinstance(t, (int, float)) or isinstance(t, bool):
             raise ConfigError(f"collect: t must be a number, got {repr(t)[:40]}")
-        self.stream.add(float(t), "mark" if full else "interval", self.capturer.take(full=full))
+        self.counters.take(float(t), bool(r.get("full", True)))
 
     def op_counters(self, r: dict[str, Any]) -> dict[str, Any]:
         """The stream finished: totals, what was missing, and the table's size (for
         counters_chunk)."""
         from pps.counters.hosts import agent_totals
 
-        self.capturer.close()
-        self.counters = got = self.stream.finish()
+        self.result = got = self.counters.finish()
         return {**agent_totals(got.totals), "snapshots": got.snapshots, "problem": got.problem,
                 "unavailable": [[*k, v] for k, v in got.unavailable.items()],
                 "rows": got.table.rows if got.table else 0,
@@ -162,12 +149,12 @@ class Agent:
     def op_counters_chunk(self, r: dict[str, Any]) -> dict[str, Any]:
         from pps.counters.hosts import read_piece
 
-        if self.counters is None or self.counters.table is None:
+        if self.result is None or self.result.table is None:
             raise ConfigError("counters_chunk before counters, or no table")
         offset, length = r.get("offset"), r.get("length")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)):
             raise ConfigError("counters_chunk: offset and length must be whole numbers")
-        return {"data": read_piece(self.counters.table.path, offset, length)}
+        return {"data": read_piece(self.result.table.path, offset, length)}
 
     def op_finish(self, r: dict[str, Any]) -> None:
         self.group.finish(r["wait_s"])
@@ -177,11 +164,10 @@ class Agent:
                                for kind, by_receiver in self.group.histograms().items()}}
 
     def op_close(self, r: dict[str, Any]) -> dict[str, Any]:
-        from pps.host import metadata
-
-        self.group.close()
+        self.host.close()
+        self.host.finish()
         self.group_closed = self.closing = True  # shutdown must not close it again
-        return {"records": self.group.records(), "meta": metadata.host("/")}
+        return {"records": self.group.records(), "meta": self.host.info["after"]}
 
     # ------------------------------------------------------------------ loop
     def idle(self) -> None:
@@ -229,10 +215,8 @@ class Agent:
         self.send(reply)
 
     def shutdown(self) -> None:
-        if self.group is not None and not self.group_closed:  # a close request did it
-            self.group.close()
-        if self.capturer is not None:
-            self.capturer.close()
+        if self.host is not None and not self.group_closed:  # a close request did it
+            self.host.close()
 
 
 def prepare_fields(r: dict[str, Any]) -> tuple[str, tuple[str, ...], str | None]:
@@ -254,6 +238,23 @@ def prepare_fields(r: dict[str, Any]) -> tuple[str, tuple[str, ...], str | None]
                                      f"{host} (no {NETNS_RUN_DIR}/{netns}); create it or fix "
                                      f"hosts.{host}.netns")
     return host, tuple(roles), netns
+
+
+def wire_fields(r: dict[str, Any]):
+    """prepare's wire and seats, checked: the client is another machine."""
+    from pps.run.share import Seats, Wire
+
+    wire, seats = r.get("wire"), r.get("seats")
+    try:
+        w = Wire.from_dict(wire)
+        if not all(isinstance(a, str) for a in (*w.destinations, w.bind)):
+            raise TypeError("addresses are strings")
+        s = Seats(**{k: int(seats[k]) for k in ("sender_base", "receiver_base", "n_senders")})
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ConfigError(f"prepare: wire and seats are malformed ({exc})") from None
+    if min(s.sender_base, s.receiver_base, s.n_senders) < 0:
+        raise ConfigError("prepare: seats must be whole numbers from 0")
+    return w, s
 
 
 def _stop_on_signal(signum: int, _frame: Any) -> None:

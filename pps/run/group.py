@@ -24,13 +24,15 @@ STALL_S = 1.0
 
 
 class LocalGroup:
-    """Spec dicts (orchestrator._worker_spec) in slot order -> running workers."""
+    """Spec dicts (pps.run.trial.worker_specs) in slot order -> running workers."""
 
     host = LOCAL
 
-    def __init__(self, specs: list[dict[str, Any]], host: str = LOCAL) -> None:
+    def __init__(self, specs: list[dict[str, Any]], host: str = LOCAL,
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self.specs = specs
         self.host = host
+        self.pass_fds = pass_fds  # descriptors every worker inherits (an XDP program's XSKMAP)
         self.handles: list[WorkerHandle] = []
         self.shm: native.SharedStats | None = None
         self._running_since: dict[int, int] = {}  # slot -> when its loop was first seen running
@@ -44,7 +46,7 @@ class LocalGroup:
         for slot in order:
             spec = {**self.specs[slot], "slot": slot, "shm_fd": self.shm.fd,
                     "nslots": self.shm.nslots, "deadline_ns": deadline_ns}
-            handle = spawn_worker(spec, (self.shm.fd,))
+            handle = spawn_worker(spec, (self.shm.fd, *self.pass_fds))
             self.handles.append(handle)
             if spec["role"] == "receiver":
                 problems = wait_for([handle], "ready", ready_timeout_s)
@@ -139,6 +141,7 @@ class LocalGroup:
                 "host": self.host, "pid": h.pid if h else None,
                 "cpus_allowed": ready.get("cpus"), "socket": ready.get("socket", {}),
                 "flows": result.get("flows", []), "cpu_time": result.get("cpu", {}),
+                "xsk": result.get("xsk"),  # an AF_XDP socket's XDP_STATISTICS
                 "failure": (h.failure() if h else "never started"),
             })
         return out

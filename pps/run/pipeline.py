@@ -1,5 +1,12 @@
-"""One `pps run` end to end: config -> topology -> plan -> (lab) -> trial -> tables ->
-ledger -> results directory. The CLI and sweeps call `execute`; nothing here prints.
+"""One `pps run`, end to end, over a list of hosts:
+
+    config -> hosts (this one, the lab on it, others over SSH) -> each host's share
+    (topology, device, plan, checks, kernel probe, port test) -> one trial over every
+    host's group -> one sampler's counters -> one report -> the results directory.
+
+A run on loopback is a run across one host. The CLI, sweeps and searches call `execute`;
+nothing here prints. Nothing is sent before every host has said yes; whatever happens,
+every host is closed (and with it every worker), then the lab is removed if the run made it.
 """
 
 from __future__ import annotations
@@ -8,21 +15,31 @@ import contextlib
 import ipaddress
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pps.config.hosts import LOCAL
+from pps.config.hosts import LOCAL, roles_by_host
 from pps.config.model import Config
-from pps.errors import ConfigError, EnvironmentNotAble
-from pps.host import metadata, netns, offload, selfpin
-from pps.host.sockets import ensure_port_free
-from pps.host.topology import Topology, read_topology
+from pps.counters import collectors
+from pps.counters.hosts import label
+from pps.counters.sampler import CounterSampler
+from pps.errors import ConfigError
+from pps.host import netns, offload, selfpin
+from pps.lab.session import LabSession
 from pps.plan import flowpick
-from pps.plan.placement import Plan, plan_workers
+from pps.plan.placement import Plan
+from pps.plan.resolve import resolve
 from pps.results.run_report import RunReport, build_report, save
 from pps.run import stopsignals
-from pps.run.trial import Trial, WorkerSpec
+from pps.run.hosts import LocalHost, RemoteHost
+from pps.run.share import Seats, Wire
+from pps.run.trial import Trial
+
+ProgressFn = Callable[[dict[str, Any]], None]
+NoticeFn = Callable[[str], None]
+Host = LocalHost | RemoteHost
 
 
 def check_target_allowed(config: Config, confirmed: bool) -> None:
@@ -37,119 +54,192 @@ def check_target_allowed(config: Config, confirmed: bool) -> None:
                 "a real network; pass --yes if you mean it")
 
 
-def route_device(address: str) -> str | None:
-    """The device the route to `address` leaves by (lo for loopback)."""
-    if ipaddress.ip_address(address).is_loopback:
-        return "lo"
-    from pyroute2 import IPRoute
-
-    try:
-        with IPRoute() as ipr:
-            routes = ipr.route("get", dst=address)
-            index = routes[0].get_attr("RTA_OIF")
-            return ipr.get_links(index)[0].get_attr("IFLA_IFNAME")
-    except Exception as exc:  # netlink says no route, or no such family
-        raise EnvironmentNotAble(f"no route to {address}: {exc}") from None
+def plan_here(config: Config, root: str = "/") -> tuple[Any, Plan]:
+    """(topology, plan) of this host's share, sending nothing (`run --dry-run`). A dry run
+    makes no lab, so a lab's queues are unknown to it: its plan aligns with CPUs only."""
+    roles = roles_by_host(config).get(LOCAL, ())
+    r = resolve(config, roles, root=root, cpus_only=config.lab.enabled)
+    return r.topology, r.plan
 
 
-def make_plan(config: Config, root: str = "/",
-              roles: tuple[str, ...] = ("sender", "receiver")) -> tuple[Topology, Plan]:
-    """Read the topology and plan the workers (of `roles`). In the lab the receiving veth
-    lives in its own namespace, out of the host's sysfs, so the plan aligns with CPUs only.
-    On this machine, only the CPUs this process may use (taskset, cpuset) are planned on."""
-    device = None if config.lab.enabled else (
-        config.target.device or route_device(config.target.address))
-    topology = read_topology(root, devices=[device] if device else [])
-    if os.path.realpath(root) == "/":
-        topology = topology.restricted(os.sched_getaffinity(0))
-    return topology, plan_workers(topology, config, device, roles)
-
-
-def _worker_specs(plan: Plan, send_ns: str | None, recv_ns: str | None) -> list[WorkerSpec]:
-    return [WorkerSpec(role=w.role, index=w.index, cpu=w.cpu,
-                       netns=send_ns if w.role == "sender" else recv_ns) for w in plan.workers]
-
-
-def _addresses(config: Config, lab: Any | None) -> dict[str, Any]:
-    """What every host's workers share about the wire: where to send, where to listen, and
-    the run's random key, from which the flow ids on the wire are derived."""
+def wire_for(config: Config, lab: Any | None) -> Wire:
+    """Where senders send and receivers listen, and the run's random key."""
     run_key = secrets.randbits(32)
     if lab is not None:
-        return {"destinations": [lab.receiver_addr], "bind": lab.receiver_addr, "run_key": run_key}
-    targets = list(config.target.all_addresses)
+        return Wire((lab.receiver_addr,), lab.receiver_addr, run_key)
+    targets = config.target.all_addresses
     # Several destination addresses: receivers listen on all of them.
     bind = targets[0] if len(targets) == 1 else ("::" if ":" in targets[0] else "0.0.0.0")
-    return {"destinations": targets, "bind": bind, "run_key": run_key}
+    return Wire(tuple(targets), bind, run_key)
 
 
-ProgressFn = Callable[[dict[str, Any]], None]
-NoticeFn = Callable[[str], None]
+def one_clock_rules(config: Config) -> tuple[Config, list[str]]:
+    """Hosts do not share a clock: one-way latency and kernel stamps are off, and said so."""
+    if config.one_clock:
+        return config, []
+    warnings = []
+    if config.run.latency:
+        warnings.append(f"one-way latency is not reported: {offload.not_one_clock(config)}")
+        config = config.with_values({"run.latency": False})
+    if config.run.timestamps == "kernel":
+        warnings.append("run.timestamps = kernel is ignored: it splits one-way latency, which "
+                        "senders and receivers on different hosts cannot measure")
+        config = config.with_values({"run.timestamps": "user"})
+    return config, warnings
 
 
-def host_checks(config: Config, topology: Topology, plan: Plan, root: str,
-                notice: NoticeFn | None) -> dict[str, Any]:
-    """Run the host checks before any packet: say what fails, refuse what the config requires."""
-    from pps.host import checks
+def seats_for(config: Config, roles: dict[str, tuple[str, ...]]) -> dict[str, Seats]:
+    """Each host's first worker index of each role: indices (and so flow ids, histograms by
+    receiver) are unique across hosts."""
+    n_senders = config.senders.count * len(config.senders.hosts)
+    out = {}
+    for name, host_roles in roles.items():
+        out[name] = Seats(
+            sender_base=config.senders.hosts.index(name) * config.senders.count
+            if "sender" in host_roles else 0,
+            receiver_base=config.receivers.hosts.index(name) * config.receivers.count
+            if "receiver" in host_roles else 0,
+            n_senders=n_senders)
+    return out
 
-    results = checks.checks_for_run(config, topology, plan, plan.device, root)
-    failures = checks.required_failures(results, config.run.require_checks)
-    if failures:
-        raise EnvironmentNotAble("run.require_checks failed: " + "; ".join(failures))
-    if notice is not None:
-        for r in checks.warnings(results):
-            notice(f"check {r.name}: {r.seen}" + (f" (fix: {r.advice})" if r.advice else ""))
-    return checks.results_json(results)
+
+@dataclass
+class _Prepared:
+    hosts: dict[str, Host]
+    shares: dict[str, dict[str, Any]]
+    warnings: list[str]
+    pick: flowpick.Pick | None
 
 
 def execute(config: Config, *, out: Path | None, root: str = "/", confirmed: bool = False,
             status: ProgressFn | None = None, csv: bool = False,
-            sampler_factory: Callable[..., Any] | None = None,
-            notice: NoticeFn | None = None, on_start: ProgressFn | None = None) -> RunReport:
+            notice: NoticeFn | None = None, on_start: ProgressFn | None = None,
+            counter_sources: Collection[str] = collectors.SOURCES,
+            sampler_hook: Callable[[CounterSampler], Any] | None = None) -> RunReport:
     """Run one trial of `config` and save it under `out` (None: keep it in memory).
-    `on_start` is told what is about to run (host, resolved config, plan) before the
-    first packet; `status` then gets one record per display interval."""
+    `on_start` is told what is about to run (host, resolved config, plan) before the first
+    packet; `status` then gets one record per display interval; `notice` each warning known
+    before the run. `counter_sources` limits this host's collectors and `sampler_hook` may
+    wrap the run's sampler (bench/sampling_cost.py uses both)."""
     check_target_allowed(config, confirmed)
-    if config.remote:  # some workers run on other hosts, over SSH
-        from pps.run.across import execute_across_hosts
-
-        return execute_across_hosts(config, out=out, root=root, status=status, csv=csv,
-                                    notice=notice)
-    offload.probe_kernel_support(config)  # no UDP_SEGMENT/UDP_GRO/SO_BUSY_POLL: exit 3, nothing started
-    from pps.lab.session import LabSession  # the lab imports pyroute2 pieces only when used
-
-    # Once the trial is over, what it measured is written whatever signal arrives.
-    with contextlib.ExitStack() as finishing, LabSession(config) as lab:
-        topology, plan = make_plan(config, root)
-        checks = host_checks(config, topology, plan, root, notice)
-        send_ns = lab.sender_ns if lab else None
-        recv_ns = lab.receiver_ns if lab else None
-        specs = _worker_specs(plan, send_ns, recv_ns)
-        addresses = _addresses(config, lab)
-        netns.call_in(recv_ns, lambda: ensure_port_free(addresses["bind"], config.target.port))
-        pick = flowpick.pick(config, plan, addresses, lab)  # source ports that spread the flows
-        addresses["source_ports"] = pick.ports()
-        warnings = list(plan.notes) + (lab.warnings if lab else [])
+    config, warnings = one_clock_rules(config)
+    # Once the trial is over, what it measured is written whatever signal arrives. The
+    # hosts close before the lab goes: LabSession leaves last.
+    with contextlib.ExitStack() as finishing, LabSession(config) as lab, \
+            contextlib.ExitStack() as open_hosts:
+        prep = _prepare(config, root, lab, open_hosts, warnings + (lab.warnings if lab else []))
+        if notice is not None:
+            for line in prep.warnings:
+                notice(line)
         sampler = None
-        if config.collect.enabled and sampler_factory is not None:
-            sampler = sampler_factory(config, lab, plan)
-        host_before = metadata.host(root)
+        if config.collect.enabled:
+            sampler = _sampler(config, prep, lab, counter_sources)
+            if sampler_hook is not None:
+                sampler = sampler_hook(sampler)
+        local = prep.hosts.get(LOCAL)
         if on_start is not None:
-            on_start({"host": host_before, "config": config.to_dict(), "plan": plan.to_dict()})
-        watch = vanish_watch(lab, plan.device)
-        with selfpin.off_worker_cpus(w.cpu for w in plan.workers) as orchestrator:
-            outcome = Trial(config, specs, addresses, sampler=sampler, status=status,
+            on_start({"host": local.info["before"] if local else None,
+                      "config": config.to_dict(), "plan": _plan_dict(prep.shares)})
+        groups = [h.group for h in prep.hosts.values()]
+        local_cpus = [w["cpu"] for w in prep.shares[LOCAL]["plan"]["workers"]] if local else []
+        watch = vanish_watch(lab, local.share.device if local else None)
+        with selfpin.off_worker_cpus(local_cpus) as orchestrator:
+            outcome = Trial(config, groups=groups, sampler=sampler, status=status,
                             watch=watch).run()
         finishing.enter_context(stopsignals.deferred())
-        host_after = metadata.host(root)
-        lab_info = lab.describe() if lab else None
-        report = build_report(config, outcome, plan=plan.to_dict(), topology=topology.to_dict(),
-                              hosts={LOCAL: {"before": host_before, "after": host_after}},
-                              warnings=warnings, sampler=sampler, lab_info=lab_info,
-                              checks=checks["checks"], orchestrator=orchestrator)
-        flowpick.record(report, pick)
+        for host in prep.hosts.values():
+            host.finish()
+        report = build_report(
+            config, outcome, plan=_plan_dict(prep.shares), topology=_topology_dict(prep.shares),
+            hosts=_hosts_info(prep, roles_by_host(config)), warnings=prep.warnings,
+            sampler=sampler, lab_info=lab.describe() if lab else None,
+            checks=_run_checks(config, prep.shares), orchestrator=orchestrator)
+        if prep.pick is not None:
+            flowpick.record(report, prep.pick)
         if out is not None:
             save(report, out, csv)
     return report
+
+
+def _prepare(config: Config, root: str, lab: Any | None, open_hosts: contextlib.ExitStack,
+             warnings: list[str]) -> _Prepared:
+    """Reach every host, then have each prepare its share; nothing starts before all say yes."""
+    roles = roles_by_host(config)
+    hosts: dict[str, Host] = {}
+    for name in roles:
+        host = LocalHost(root=root, lab=lab) if name == LOCAL else RemoteHost(config.host(name))
+        hosts[name] = host
+        open_hosts.callback(host.close)
+    for host in hosts.values():
+        host.connect(config)
+    wire, seats = wire_for(config, lab), seats_for(config, roles)
+    several = len(hosts) > 1
+    shares = {name: host.prepare(config, roles[name], wire, seats[name],
+                                 label=name if several else None)
+              for name, host in hosts.items()}
+    for share in shares.values():
+        warnings += share["notes"]
+    pick = None
+    if not several:  # source ports are picked by probing, from one host to itself
+        local = hosts.get(LOCAL)
+        if local is not None:
+            pick = flowpick.pick(config, local.share.plan, wire.to_dict(), lab)
+            local.use_source_ports(pick.ports())
+    elif config.senders.pick_ports == "auto":
+        warnings.append("senders.pick_ports = auto picks ports by probing the receivers from "
+                        "the senders' host, which needs both on one host; across hosts the "
+                        "source ports are the kernel's (ephemeral)")
+    return _Prepared(hosts, shares, warnings, pick)
+
+
+def _sampler(config: Config, prep: _Prepared, lab: Any | None,
+             sources: Collection[str]) -> CounterSampler:
+    """One sampler over every host's counters, labelled so the ledger reads the senders'
+    side where the senders run and the rest where the receivers run."""
+    parts = [h.open_counters(config, sources) for h in prep.hosts.values()]
+    if lab is not None:
+        return CounterSampler(parts, [lab.sender_ns], [lab.receiver_ns], [None], lab.receiver_dev,
+                              notes=("the lab's namespaces have their own snmp counters: "
+                                     "its UDP and IP rows are exact",))
+
+    def where(role: str) -> list[str | None]:
+        return [label(name, prep.shares[name]["netns"][role])
+                for name in getattr(config, role + "s").hosts]
+    receivers = config.receivers.hosts
+    return CounterSampler(parts, where("sender"), where("receiver"),
+                          [label(name, None) for name in receivers],
+                          prep.shares[receivers[0]]["device"])
+
+
+def _plan_dict(shares: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One host's plan as it is; several hosts' as {"hosts": each plan, "workers": all}."""
+    if set(shares) == {LOCAL}:
+        return shares[LOCAL]["plan"]
+    return {"hosts": {n: s["plan"] for n, s in shares.items()},
+            "workers": [{**w, "host": n} for n, s in shares.items() for w in s["plan"]["workers"]]}
+
+
+def _topology_dict(shares: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if set(shares) == {LOCAL}:
+        return shares[LOCAL]["topology"]
+    return {n: s["topology"] for n, s in shares.items()}
+
+
+def _hosts_info(prep: _Prepared, roles: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, host in prep.hosts.items():
+        share = prep.shares[name]
+        info = {**host.info, "roles": list(roles[name]), "checks": share["checks"],
+                "device": share["device"], "netns": share["netns"]}
+        if name != LOCAL:
+            info["agent"] = share.get("agent")
+        out[name] = info
+    return out
+
+
+def _run_checks(config: Config, shares: dict[str, dict[str, Any]]) -> list[Any]:
+    """The checks of the receivers' (first) host: the host whose tuning the run measures."""
+    return shares[config.receivers.hosts[0]]["checks"].get("checks", [])
 
 
 def vanish_watch(lab: Any | None, device: str | None) -> Callable[[], str | None]:
@@ -170,3 +260,4 @@ def vanish_watch(lab: Any | None, device: str | None) -> Callable[[], str | None
                 return f"{what} vanished during the run"
         return None
     return gone
+

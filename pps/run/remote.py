@@ -29,8 +29,8 @@ from typing import Any
 
 from pps.config.hosts import HostSpec
 from pps.errors import ConfigError, EnvironmentNotAble, PpsError
-from pps.run.agent import PROTOCOL
 from pps.run.linebuf import LineBuffer, read_available
+from pps.run.protocol import PROTOCOL
 
 HELLO_TIMEOUT_S = 30.0
 # A read, collect, go or stop takes milliseconds; an agent silent this long is stalled.

@@ -1,24 +1,55 @@
-"""One host's share of a run across hosts: plan its workers and check it can run them.
+"""One host's share of a run: plan its workers and check it can run them.
 
-The same function serves this host and, through `pps agent`, every other one, so topology,
-placement, checks and the busy-port test work per host with the code of a local run.
+Every host prepares its share with this function: this host, the lab (this host, with each
+role in its namespace) and, through `pps agent`, every other host. So topology, device,
+placement, checks, the kernel probe and the busy-port test follow one set of rules.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pps.config.model import Config
 from pps.errors import EnvironmentNotAble
+from pps.host import checks as host_checks
 from pps.host import netns as _netns
+from pps.host import offload, xdp_path
 from pps.host.sockets import ensure_port_free
-from pps.host.topology import Topology, read_topology
-from pps.plan.placement import Plan, plan_workers
+from pps.host.topology import Topology
+from pps.plan.placement import Plan
+from pps.plan.resolve import resolve
 from pps.run.trial import WorkerSpec, worker_specs
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What every host's workers share about the wire: where senders send, where receivers
+    listen, the run's random key (from which flow ids are derived), and the source ports
+    pps.plan.flowpick chose (None: ephemeral)."""
+
+    destinations: tuple[str, ...]
+    bind: str
+    run_key: int
+    source_ports: list[list[int | None]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"destinations": list(self.destinations), "bind": self.bind,
+                "run_key": self.run_key, "source_ports": self.source_ports}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Wire:
+        return cls(tuple(d["destinations"]), d["bind"], int(d["run_key"]), d.get("source_ports"))
+
+
+@dataclass(frozen=True)
+class Seats:
+    """Where this host's workers sit among the run's: their first index of each role, and
+    how many senders the whole run has (flow ids and the rate are split over all of them)."""
+
+    sender_base: int = 0
+    receiver_base: int = 0
+    n_senders: int = 0
 
 
 @dataclass
@@ -27,8 +58,9 @@ class HostShare:
 
     host: str
     roles: tuple[str, ...]
-    netns: str | None
-    device: str | None  # the device its counters are read on (in netns when one is set)
+    netns: dict[str, str | None]  # role -> the namespace its workers run in
+    device: str | None  # the device its counters are read on
+    device_netns: str | None  # ... and the namespace that device is in
     topology: Topology
     plan: Plan
     specs: list[dict[str, Any]]
@@ -36,66 +68,79 @@ class HostShare:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """What an agent sends back; `from_dict` is not needed: the local side keeps dicts."""
+        """What an agent sends back; the caller keeps it as a dict."""
         return {"host": self.host, "roles": list(self.roles), "netns": self.netns,
-                "device": self.device, "topology": self.topology.to_dict(),
-                "plan": self.plan.to_dict(), "specs": self.specs, "checks": self.checks,
-                "notes": self.notes}
+                "device": self.device, "device_netns": self.device_netns,
+                "topology": self.topology.to_dict(), "plan": self.plan.to_dict(),
+                "specs": self.specs, "checks": self.checks, "notes": self.notes}
 
 
-def owning_device(address: str) -> str | None:
-    """The device that holds `address` in the calling thread's namespace."""
-    from pyroute2 import IPRoute
-
-    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-    with IPRoute() as ipr:
-        for msg in ipr.get_addr(family=family):
-            if msg.get_attr("IFA_ADDRESS") == address or msg.get_attr("IFA_LOCAL") == address:
-                return ipr.get_links(msg["index"])[0].get_attr("IFLA_IFNAME")
-    return None
-
-
-def counters_device(config: Config, roles: tuple[str, ...], netns: str | None, host: str) -> str:
-    """Receivers: the device holding the target address (it must be one of this host's).
-    Senders only: the device the route to the target leaves by."""
-    from pps.run.pipeline import route_device
-
-    address = config.target.address
-    if "receiver" in roles and not ipaddress.ip_address(address).is_loopback:
-        device = _netns.call_in(netns, lambda: owning_device(address))
-        if device is None:
-            where = f"namespace {netns} on host {host}" if netns else f"host {host}"
-            raise EnvironmentNotAble(
-                f"target.address {address} is not an address of {where}, where the receivers run; "
-                "set target.address to the receivers' address")
-        return device
-    return _netns.call_in(netns, lambda: route_device(address))
-
-
-def prepare_share(config: Config, host: str, roles: tuple[str, ...], netns: str | None,
-                  addresses: dict[str, Any], n_senders: int, root: str = "/") -> HostShare:
-    """Plan `roles` on this machine and check it can run them; nothing is started."""
-    from pps.host import checks as host_checks
-    from pps.host import offload
-
-    offload.probe_kernel_support(config)
-    device = counters_device(config, roles, netns, host)
-    # A device inside another namespace is not in this namespace's sysfs: plan on CPUs only.
-    topology = read_topology(root, devices=[] if netns else [device])
-    topology = topology.restricted(os.sched_getaffinity(0))
-    plan = plan_workers(topology, config, None if netns else device, roles)
-    notes = list(plan.notes)
-    if netns:
-        notes.append(f"host {host}: workers run in namespace {netns}; placement aligns with CPUs only")
-    results = host_checks.checks_for_run(config, topology, plan, plan.device, root)
+def prepare_share(config: Config, host: str, roles: tuple[str, ...], netns: dict[str, str | None],
+                  wire: Wire, seats: Seats, *, root: str = "/", lab_device: str | None = None,
+                  label: str | None = None) -> HostShare:
+    """Plan `roles` on this machine and check it can run them; nothing is started. `label`
+    prefixes this host's notes (a run across hosts says which host a note is about)."""
+    offload.probe_kernel_support(config)  # no UDP_SEGMENT/UDP_GRO/SO_BUSY_POLL: exit 3
+    r = resolve(config, roles, root=root, netns=netns, host=host, lab_device=lab_device)
+    say = (lambda text: f"host {label}: {text}") if label else (lambda text: text)
+    notes = [say(n) for n in r.plan.notes]
+    # A device in another namespace is not in this sysfs: the host checks skip it.
+    checked_device = None if r.device_netns else r.plan.device
+    results = host_checks.checks_for_run(config, r.topology, r.plan, checked_device, root)
     failures = host_checks.required_failures(results, config.run.require_checks)
     if failures:
-        raise EnvironmentNotAble(f"host {host}: run.require_checks failed: " + "; ".join(failures))
-    notes += [f"host {host}: check {r.name}: {r.seen}" for r in host_checks.warnings(results)]
+        raise EnvironmentNotAble(say("run.require_checks failed: " + "; ".join(failures)))
+    check_notes = [f"check {c.name}: {c.seen}" + (f" (fix: {c.advice})" if c.advice else "")
+                   for c in host_checks.warnings(results)]
     if "receiver" in roles:
-        _netns.call_in(netns, lambda: ensure_port_free(addresses["bind"], config.target.port))
-    workers = [WorkerSpec(role=w.role, index=w.index, cpu=w.cpu, netns=netns, host=host)
-               for w in plan.workers]
-    specs = worker_specs(config, workers, addresses, n_senders)
-    return HostShare(host, roles, netns, device, topology, plan, specs,
-                     host_checks.results_json(results), notes)
+        _netns.call_in(netns.get("receiver"),
+                       lambda: ensure_port_free(wire.bind, config.target.port))
+    # Indices count across hosts, so flow ids and receivers' histograms stay unique.
+    base = {"sender": seats.sender_base, "receiver": seats.receiver_base}
+    plan = replace(r.plan, workers=tuple(replace(w, index=base[w.role] + w.index)
+                                         for w in r.plan.workers))
+    workers = [WorkerSpec(role=w.role, index=w.index, cpu=w.cpu, netns=netns.get(w.role),
+                          host=host) for w in plan.workers]
+    specs = worker_specs(config, workers, wire.to_dict(), seats.n_senders or None)
+    notes += [say(n) for n in xdp_paths(config, roles, netns, r.device, wire, specs)]
+    return HostShare(host, roles, dict(netns), r.device, r.device_netns, r.topology, plan,
+                     specs, host_checks.results_json(results), notes + [say(n) for n in check_notes])
+
+
+def xdp_paths(config: Config, roles: tuple[str, ...], netns: dict[str, str | None],
+              device: str | None, wire: Wire, specs: list[dict[str, Any]]) -> list[str]:
+    """What AF_XDP workers need from this host's kernel, into their specs: a sender's route,
+    MACs and TX queue; a receiver's device and RX queue. Returns notes for the run."""
+    s, r, x = config.senders, config.receivers, config.xdp
+    notes = []
+    common = {"ring": x.ring, "zerocopy": x.zerocopy}
+    if "sender" in roles and s.socket == "xdp":
+        path = xdp_path.send_path(wire.destinations[0], netns.get("sender"))
+        for spec in (w for w in specs if w["role"] == "sender"):
+            spec["xdp"] = {**common, **path.to_dict(), "queue": spec["index"] % path.tx_queues}
+    if "receiver" in roles and r.socket == "xdp":
+        path = xdp_path.receive_path(device, netns.get("receiver"))
+        mine = [w for w in specs if w["role"] == "receiver"]
+        if len(mine) > path.rx_queues:
+            raise EnvironmentNotAble(
+                f"receivers.socket = xdp takes one receiver per RX queue, and {path.device} has "
+                f"{path.rx_queues}; set receivers.count to {path.rx_queues} or fewer")
+        if len(mine) < path.rx_queues:
+            notes.append(f"{path.device} has {path.rx_queues} RX queues and {len(mine)} AF_XDP "
+                         "receivers: packets on the other queues go to the stack, where no "
+                         "socket listens (NoPorts)")
+        for spec in mine:
+            spec["xdp"] = {**common, "device": path.device, "ifindex": path.ifindex,
+                           "queue": spec["index"] % path.rx_queues, "queues": path.rx_queues,
+                           "attach": x.attach}
+    return notes
+
+
+def use_source_ports(specs: list[dict[str, Any]], ports: list[list[int | None]] | None) -> None:
+    """The source ports pps.plan.flowpick chose, per sender index and flow, into the specs."""
+    for spec in specs:
+        if spec["role"] != "sender":
+            continue
+        mine = ports[spec["index"]] if ports and spec["index"] < len(ports) else None
+        for f, flow in enumerate(spec["flows"]):
+            flow["source_port"] = mine[f] if mine else None

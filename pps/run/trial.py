@@ -20,7 +20,6 @@ from pps.config.hosts import LOCAL, worker_label
 from pps.config.model import Config
 from pps.results.sample_log import SampleLog
 from pps.run import stopsignals
-from pps.run.group import LocalGroup
 from pps.run.procs import WorkerHandle
 from pps.run.status_pace import StatusPace
 
@@ -137,17 +136,15 @@ def _worker_spec(config: Config, w: WorkerSpec, addresses: dict[str, Any],
 
 
 class Trial:
-    """Runs one trial over one or more groups of workers. Use `run()`; it never leaves a
-    worker behind. With `workers`, it runs them here; with `groups`, it runs those."""
+    """Runs one trial over the groups of workers of every host (pps.run.group.LocalGroup
+    here, pps.run.remote.RemoteGroup elsewhere). Use `run()`; it never leaves a worker
+    behind."""
 
-    def __init__(self, config: Config, workers: list[WorkerSpec] | None = None,
-                 addresses: dict[str, Any] | None = None, sampler: Sampler | None = None,
-                 status: StatusSink | None = None, groups: list[Group] | None = None,
+    def __init__(self, config: Config, groups: list[Group], sampler: Sampler | None = None,
+                 status: StatusSink | None = None,
                  watch: Callable[[], str | None] | None = None) -> None:
         self.config = config
         self.watch = watch  # says why the run can no longer be true (its lab vanished), or None
-        if groups is None:
-            groups = [LocalGroup(worker_specs(config, workers or [], addresses or {}))]
         self.groups = groups
         self.sampler = sampler
         self.status = status

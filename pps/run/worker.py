@@ -24,6 +24,9 @@ from pps.host import netns
 from pps.host.sockets import open_receiver, open_senders
 
 GO_POLL_S = 0.0005
+# An AF_XDP sender binds no socket, so a flow without a chosen source port takes one from
+# here, fixed by its flow id: runs repeat, and RSS spreads the flows the same way each time.
+XDP_PORT_BASE, XDP_PORT_SPAN = 40000, 16384
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -66,6 +69,8 @@ def _wait_for_go(stats: native.SharedStats, deadline_ns: int) -> bool:
 
 
 def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any]:
+    if "xdp" in spec:
+        return run_xdp_sender(spec, stats)
     flows = spec["flows"]
     socks, report = open_senders(
         [(d["address"], d["port"]) for d in flows], sndbuf=spec["sndbuf"],
@@ -89,15 +94,41 @@ def run_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any
     return {"flows": sent, "cpu": _cpu_times(before)}
 
 
-def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any]:
-    sock, report = open_receiver(
-        spec["address"], spec["port"], reuseport=spec["reuseport"], rcvbuf=spec["rcvbuf"],
-        busy_poll_us=spec["busy_poll_us"], gro=spec["gro"],
-        incoming_cpu=spec["cpu"] if spec.get("steer") == "incoming-cpu" else None,
-        timestamps=spec["timestamps"])
-    bufsize = 65536 if spec["gro"] else max(2048, spec["payload"] + 64)
-    params = native.RecvParams(
-        fd=sock.fileno(), batch=spec["batch"], bufsize=bufsize, busy_poll=spec["busy_poll"],
+def run_xdp_sender(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any]:
+    """Whole frames through an AF_XDP socket on the route's device, on this sender's TX
+    queue; the flows' source ports as chosen, else one fixed port per flow id."""
+    from pps import native_xsk
+    from pps.host.xdp_path import mac_bytes
+
+    x = spec["xdp"]
+    ports = tuple(d.get("source_port") or XDP_PORT_BASE + (spec["flow_base"] + i) % XDP_PORT_SPAN
+                  for i, d in enumerate(spec["flows"]))
+    frame = native_xsk.Frame(mac_bytes(x["src_mac"]), mac_bytes(x["dst_mac"]), x["src_ip"],
+                             x["dst_ip"], spec["flows"][0]["port"], ports)
+    params = native_xsk.XskParams(x["ifindex"], x["queue"], ring=x["ring"],
+                                  zerocopy=x["zerocopy"], tx=True)
+    with native_xsk.Xsk(params) as xsk:
+        _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=xsk.describe())
+        stats.set_state(spec["slot"], native.STATE_READY)
+        if not _wait_for_go(stats, spec["deadline_ns"]):
+            return {"flows": [], "cpu": {"user_s": 0.0, "sys_s": 0.0}}
+        before = _cpu_times()
+        seqs = native_xsk.xsk_send_loop(
+            xsk, frame, flow_base=spec["flow_base"], batch=spec["batch"],
+            payload=spec["payload"], raw=spec["raw"], rate_pps=spec["rate_pps"],
+            burst=spec["burst"], deadline_ns=spec["deadline_ns"],
+            clock=native.CLOCKS[spec["clock"]], run_key=spec["run_key"], stats=stats,
+            slot=spec["slot"])
+        cpu = _cpu_times(before)
+        xsk_stats = xsk.statistics()
+    sent = [{"flow": spec["flow_base"] + i, "sent": seq, "source_port": port}
+            for i, (seq, port) in enumerate(zip(seqs, ports))]
+    return {"flows": sent, "cpu": cpu, "xsk": xsk_stats}
+
+
+def _recv_params(spec: dict[str, Any], fd: int, bufsize: int) -> native.RecvParams:
+    return native.RecvParams(
+        fd=fd, batch=spec["batch"], bufsize=bufsize, busy_poll=spec["busy_poll"],
         gro=spec["gro"], track=not spec["raw"], latency=spec["latency"],
         timestamps=spec["timestamps"], clock=native.CLOCKS[spec["clock"]],
         max_flows=spec["max_flows"], deadline_ns=spec["deadline_ns"],
@@ -105,7 +136,39 @@ def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, A
         # What this run's packets can be; anything else is foreign (docs/wire.md).
         run_key=spec["run_key"], n_senders=spec["n_senders"],
         flows_per_sender=spec["flows_per_sender"], run_start_ns=spec["run_start_ns"])
-    with native.Receiver(params) as receiver:
+
+
+def run_xdp_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any]:
+    """Frames of one RX queue, steered to this AF_XDP socket by pps's XDP program, with the
+    UDP receiver's sequence and latency accounting."""
+    from pps import native_xsk
+
+    x = spec["xdp"]
+    params = native_xsk.XskParams(x["ifindex"], x["queue"], ring=x["ring"],
+                                  zerocopy=x["zerocopy"], rx=True)
+    with native_xsk.Xsk(params) as xsk:
+        native_xsk.set_queue(x["map_fd"], x["queue"], xsk)
+        with native_xsk.XskReceiver(_recv_params(spec, xsk.fd, 2048), xsk) as receiver:
+            _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=xsk.describe())
+            stats.set_state(spec["slot"], native.STATE_READY)
+            before = _cpu_times()
+            receiver.run(stats, spec["slot"])
+            cpu = _cpu_times(before)
+            flows = receiver.flows()
+        xsk_stats = xsk.statistics()
+    return {"flows": flows, "cpu": cpu, "xsk": xsk_stats}
+
+
+def run_receiver(spec: dict[str, Any], stats: native.SharedStats) -> dict[str, Any]:
+    if "xdp" in spec:
+        return run_xdp_receiver(spec, stats)
+    sock, report = open_receiver(
+        spec["address"], spec["port"], reuseport=spec["reuseport"], rcvbuf=spec["rcvbuf"],
+        busy_poll_us=spec["busy_poll_us"], gro=spec["gro"],
+        incoming_cpu=spec["cpu"] if spec.get("steer") == "incoming-cpu" else None,
+        timestamps=spec["timestamps"])
+    bufsize = 65536 if spec["gro"] else max(2048, spec["payload"] + 64)
+    with native.Receiver(_recv_params(spec, sock.fileno(), bufsize)) as receiver:
         _emit("ready", cpus=allowed_cpus(), pid=os.getpid(), socket=vars(report))
         stats.set_state(spec["slot"], native.STATE_READY)
         before = _cpu_times()
@@ -128,7 +191,7 @@ def main() -> int:
         stats = native.SharedStats.attach(spec["shm_fd"], spec["nslots"])
         runner = run_sender if spec["role"] == "sender" else run_receiver
         result = runner(spec, stats)
-    except (PpsError, OSError, ValueError, KeyError) as exc:
+    except (PpsError, OSError, ValueError, KeyError, TypeError) as exc:
         _emit("error", message=str(exc), kind=type(exc).__name__,
               exit_code=getattr(exc, "exit_code", 1))
         return 1

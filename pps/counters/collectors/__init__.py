@@ -14,59 +14,21 @@ raises for one collector's failure, because a run must go on without, say, lo's 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
+from pps.counters.collectors.base import (
+    GAUGES,
+    SOURCES,
+    Reading,
+    Scope,
+    Unavailable,
+    is_gauge,
+)
 from pps.host import netns as _netns
 
 __all__ = [
-    "Reading", "Unavailable", "Scope", "SOURCES", "GAUGES", "is_gauge", "snapshot",
-    "device_drivers",
+    "GAUGES", "SOURCES", "Reading", "Scope", "Unavailable", "device_drivers", "is_gauge",
+    "snapshot",
 ]
-
-# Every source name a Reading may carry.
-SOURCES = ("ethtool", "link", "qstats", "snmp", "netstat", "snmp6", "softnet",
-           "interrupts", "softirqs", "socket")
-
-# Series that are levels, not counters: their change may be negative and is no reset.
-GAUGES = frozenset({
-    ("softnet", "backlog_len"), ("softnet", "input_qlen"), ("softnet", "process_qlen"),
-    ("socket", "rx_queue"), ("socket", "tx_queue"),
-})
-
-
-def is_gauge(source: str, name: str) -> bool:
-    return (source, name) in GAUGES
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One raw counter value. `device`, `queue` and `cpu` say which series it belongs to."""
-
-    source: str
-    name: str
-    value: int
-    device: str | None = None
-    queue: int | None = None
-    cpu: int | None = None
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """A collector that could not read, and why (lo has no ethtool stats, a file is hidden)."""
-
-    source: str
-    device: str | None
-    reason: str
-    netns: str | None = None
-
-
-@dataclass(frozen=True)
-class Scope:
-    """A network namespace (None = the caller's), its devices, the run's receiver UDP ports."""
-
-    netns: str | None
-    devices: tuple[str, ...] = ()
-    ports: tuple[int, ...] = ()
 
 
 def snapshot(scopes: Sequence[Scope], sources: Collection[str] = SOURCES

@@ -30,18 +30,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pps.counters.collectors import (
-    SOURCES,
-    Reading,
-    Scope,
-    Unavailable,
-    interrupts,
-    link,
-    nic,
-    snmp,
-    sockets,
-    softnet,
-)
+from pps.counters.collectors import interrupts, link, nic, snmp, sockets, softnet
+from pps.counters.collectors.base import SOURCES, Reading, Scope, Unavailable
 from pps.errors import EnvironmentNotAble
 from pps.host import netns as _netns
 

@@ -6,7 +6,7 @@ not the column position, gives the CPU number. IRQ counts are per-CPU unsigned i
 
 from __future__ import annotations
 
-from pps.counters.collectors import Reading
+from pps.counters.collectors.base import Reading
 
 SOFTIRQS = ("NET_RX", "NET_TX")
 
@@ -52,13 +52,3 @@ def parse_softirqs(text: str, which: tuple[str, ...] = SOFTIRQS) -> list[Reading
         for cpu, tok in zip(cpus, rest.split()):
             out.append(Reading("softirqs", name, int(tok), cpu=cpu))
     return out
-
-
-def read_interrupts(root: str = "/") -> list[Reading]:
-    with open(f"{root.rstrip('/')}/proc/interrupts") as f:
-        return parse_interrupts(f.read())
-
-
-def read_softirqs(root: str = "/") -> list[Reading]:
-    with open(f"{root.rstrip('/')}/proc/softirqs") as f:
-        return parse_softirqs(f.read())

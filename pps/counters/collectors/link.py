@@ -13,7 +13,7 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 
-from pps.counters.collectors import Reading
+from pps.counters.collectors.base import Reading
 from pps.errors import EnvironmentNotAble
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -251,13 +251,3 @@ def check_qstats(out: list[Reading], names: dict[int, str]) -> list[Reading]:
         raise EnvironmentNotAble(f"no per-queue stats from {', '.join(names.values())} "
                                  "(driver does not implement netdev queue stats)")
     return out
-
-
-def read_qstats_here(names: dict[int, str]) -> list[Reading]:
-    """Per-queue stats of the ifindexes in `names`; raises if no device reports any."""
-    nl = Netlink(NETLINK_GENERIC)
-    try:
-        replies = request_qstats(nl, netdev_family(nl))
-    finally:
-        nl.close()
-    return check_qstats(parse_qstats(replies, names), names)

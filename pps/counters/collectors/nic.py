@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterable
 
-from pps.counters.collectors import Reading
+from pps.counters.collectors.base import Reading
 from pps.errors import EnvironmentNotAble
 from pps.host.ethtool import ETHTOOL_GDRVINFO, IFNAMSIZ, SIOCETHTOOL
 

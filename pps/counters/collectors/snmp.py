@@ -7,7 +7,7 @@ them. Absolute values straight from the kernel: nstat's history file is never re
 
 from __future__ import annotations
 
-from pps.counters.collectors import Reading
+from pps.counters.collectors.base import Reading
 
 # source name -> file under /proc/net
 FILES = {"snmp": "snmp", "netstat": "netstat", "snmp6": "snmp6"}

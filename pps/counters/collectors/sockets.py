@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from pps.counters.collectors import Reading
+from pps.counters.collectors.base import Reading
 
 
 def parse(text: str, proto: str = "udp", ports: Collection[int] = (),

@@ -11,7 +11,7 @@ The file is global: its counts are shared by every namespace and all traffic on 
 
 from __future__ import annotations
 
-from pps.counters.collectors import Reading
+from pps.counters.collectors.base import Reading
 
 COLUMNS = {
     0: "processed", 1: "dropped", 2: "time_squeeze", 8: "cpu_collision", 9: "received_rps",

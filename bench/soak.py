@@ -23,6 +23,10 @@ import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proclist import children  # noqa: E402  (bench/ is not a package)
 
 STATUS = re.compile(r"\[\s*([\d.]+)-\s*([\d.]+) s\]")
 
@@ -39,22 +43,8 @@ def rss_mb(pid: int) -> float | None:
 
 
 def parser_pids(parent: int) -> list[int]:
-    """The counter stream children (pps.counters.stream) of `parent` (they run in their own session)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != parent:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"pps.counters.stream" in f.read():
-                    out.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
+    """The counter stream children (pps.counters.stream) of `parent`."""
+    return children(parent, b"pps.counters.stream")
 
 
 def slope_mb_per_min(points: list[tuple[float, float]]) -> float:

@@ -94,3 +94,32 @@ def pps_main(capsys, *argv: str) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# A short run: enough to measure, quick enough for a test.
+SHORT_RUN = ["--set", "run.duration=1", "--set", "run.warmup=0.2", "--set", "run.drain=0.3",
+             "--set", "run.interval=0.5"]
+
+
+def run_summary(*sets: str, out: str | None = None, timeout: float = 120) -> dict:
+    """`pps run --json` of a short run with `--set` items: the summary it prints."""
+    import json
+    import uuid
+
+    out = out or f"/tmp/pps-test-{uuid.uuid4().hex[:8]}"
+    proc = pps("run", "--json", "--out", out, *SHORT_RUN,
+               *[a for s in sets for a in ("--set", s)], timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def ledger_closes(ledger: dict) -> None:
+    """Every packet sent is received or in a drop row, to 0.1%."""
+    assert ledger["sent"] > 0
+    assert abs(ledger["unaccounted"]) <= max(1, 0.001 * ledger["sent"]), ledger
+
+
+def finish(proc, timeout_s: float = 30) -> tuple[int, str]:
+    """Wait for a run started with pps_start: (exit code, stderr)."""
+    _, err = proc.communicate(timeout=timeout_s)
+    return proc.returncode, err

@@ -143,6 +143,11 @@ class Target:
         return (self.address, *[a for a in self.addresses if a != self.address])
 
 
+def _hosts(host: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A role's `host` as a tuple: one name, or the list (each host runs `count` workers)."""
+    return host if isinstance(host, tuple) else (host,)
+
+
 @dataclass(frozen=True)
 class Senders:
     count: int
@@ -159,10 +164,7 @@ class Senders:
     host: str | tuple[str, ...]
     socket: str
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """Every host the senders run on (each runs `count` of them)."""
-        return self.host if isinstance(self.host, tuple) else (self.host,)
+    hosts = property(lambda self: _hosts(self.host), doc="every host the senders run on")
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,7 @@ class Receivers:
     host: str | tuple[str, ...]
     socket: str
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        """Every host the receivers run on (each runs `count` of them)."""
-        return self.host if isinstance(self.host, tuple) else (self.host,)
+    hosts = property(lambda self: _hosts(self.host), doc="every host the receivers run on")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ import pandas as pd
 
 from pps.counters.collectors.nic import NIC_DROPS
 
+# veth counts an XDP redirect that fails (the XSK had no room) in its rx_queue_N_drops: the
+# same packets as the socket's rx_dropped + rx_ring_full (equal, packet for packet, in the
+# lab with xdp.ring = 64: 313,610 each).
+XSK_IN_DRIVER_DROPS = frozenset({"veth"})
 # In the order a packet meets them; xdp only when receivers.socket = xdp.
 LAYERS = ("send", "nic", "xdp", "backlog", "ip", "udp")
 
@@ -208,11 +212,13 @@ def _xsk_rows(xsk: Mapping[str, int], netns: str | None, led: Ledger) -> None:
 
 
 def _receive_rows(totals: pd.DataFrame, recv_netns: str | None, recv_host: str | None,
-                  devices: Mapping, rx_share: bool, veth_tx: int, led: Ledger) -> None:
+                  devices: Mapping, rx_share: bool, veth_tx: int, led: Ledger,
+                  xsk_drops: int = 0) -> None:
     """NIC, backlog, IP and UDP rows of one receivers' namespace (veth_tx: the senders'
-    veth drops, which are backlog drops on the receiving side)."""
+    veth drops, which are backlog drops on the receiving side; xsk_drops: packets the
+    AF_XDP sockets had no room for, already in the xdp layer)."""
     add = _adder(led)
-    _nic_rows(led, totals, recv_netns, devices, rx_share, add)
+    _nic_rows(led, totals, recv_netns, devices, rx_share, add, xsk_drops)
 
     softnet = _value(totals, recv_host, "softnet", "dropped")
     if softnet is not None or veth_tx:
@@ -251,7 +257,8 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame,
                  devices: Mapping[tuple[str | None, str], str] | None = None,
                  shared: Collection[str | None] = (None,),
                  recv_host: str | None | Sequence[str | None] = None,
-                 xsk: Mapping[str, int] | None = None) -> Ledger:
+                 xsk: Mapping[str, int] | None = None,
+                 xsk_tx: Mapping[str, int] | None = None) -> Ledger:
     """The ledger of one run.
 
     totals: per-series totals over the run window (pps.counters.table.totals). devices:
@@ -263,7 +270,8 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame,
     recv_host: the label (or labels, one per receiving host, in recv_netns's order) under
     which a receiving host's host-wide counters (softnet_stat) are filed: None on one host;
     the host's root label in a run across hosts.
-    xsk: the AF_XDP receivers' XDP_STATISTICS, summed, when receivers.socket = xdp.
+    xsk: the AF_XDP receivers' XDP_STATISTICS, summed, when receivers.socket = xdp;
+    xsk_tx: the AF_XDP senders' (senders.socket = xdp).
     """
     devices = devices or {}
     led = Ledger(sent, received)
@@ -271,10 +279,19 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame,
     hosts = _labels(recv_host)
     hosts = hosts * len(receivers) if len(hosts) == 1 else hosts
     veth_tx = sum(_send_rows(totals, label, devices, label in shared, led) for label in senders)
+    if xsk_tx is not None:
+        add = _adder(led)
+        add("send", "xsk", "tx_invalid_descs", xsk_tx.get("tx_invalid_descs"), senders[0],
+            note="frames the kernel refused from the TX ring")
+        add("send", "xsk", "tx_ring_empty_descs", xsk_tx.get("tx_ring_empty_descs"), senders[0],
+            counted=False, note="times the TX ring was found empty: the sender, not the wire, "
+                                "set the pace")
+    xsk_drops = 0
     if xsk is not None:
         _xsk_rows(xsk, receivers[0], led)
+        xsk_drops = (xsk.get("rx_dropped") or 0) + (xsk.get("rx_ring_full") or 0)
     for label, host in zip(receivers, hosts):
-        _receive_rows(totals, label, host, devices, label in shared, veth_tx, led)
+        _receive_rows(totals, label, host, devices, label in shared, veth_tx, led, xsk_drops)
     tx_share = any(label in shared for label in senders)
     rx_share = any(label in shared for label in receivers)
 
@@ -289,8 +306,11 @@ def build_ledger(sent: int, received: int, totals: pd.DataFrame,
 
 
 def _nic_rows(led: Ledger, totals: pd.DataFrame, netns: str | None,
-              devices: Mapping[tuple[str | None, str], str], is_shared: bool, add) -> None:
-    """NIC drops of each receive-namespace device: driver map, or link counters as fallback."""
+              devices: Mapping[tuple[str | None, str], str], is_shared: bool, add,
+              xsk_drops: int = 0) -> None:
+    """NIC drops of each receive-namespace device: driver map, or link counters as fallback.
+    A driver that counts a failed XDP redirect as its own drop (XSK_IN_DRIVER_DROPS) has
+    the AF_XDP sockets' drops taken out of that row: they are in the xdp layer."""
     ethtool = _sel(totals, netns, "ethtool")
     names = set(_sel(totals, netns, "link")["device"].dropna()) | set(ethtool["device"].dropna())
     for dev in sorted(names):
@@ -302,8 +322,13 @@ def _nic_rows(led: Ledger, totals: pd.DataFrame, netns: str | None,
             name = next((n for n in group if n in have), None)
             if name is not None:
                 used = True
-                add("nic", "ethtool", name, _value(totals, netns, "ethtool", name, dev), netns,
-                    dev, is_shared, note=f"{driver} driver map")
+                n = _value(totals, netns, "ethtool", name, dev)
+                if xsk_drops and n is not None and driver in XSK_IN_DRIVER_DROPS \
+                        and group is groups[0]:
+                    add("nic", "ethtool", name, max(n - xsk_drops, 0), netns, dev, is_shared,
+                        note=f"{driver} driver map, minus the AF_XDP drops it also counted")
+                    continue
+                add("nic", "ethtool", name, n, netns, dev, is_shared, note=f"{driver} driver map")
         if used:
             continue
         for name in GENERIC_NIC:

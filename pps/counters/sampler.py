@@ -11,7 +11,7 @@ whole in memory.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -39,6 +39,12 @@ class SamplingCost:
         self.longest = max(self.longest, seconds)
 
 
+class Joined(NamedTuple):
+    table: SpilledTable | None
+    totals: pd.DataFrame
+    snapshots: int
+
+
 class CounterSampler:
     """The run's one sampler, over every host's counters (this host, the lab, others over
     SSH): called by the trial with a mark name, it has each host take a snapshot into its
@@ -61,7 +67,7 @@ class CounterSampler:
         self.unavailable: dict[tuple[str, str, str | None, str | None], str] = {}
         self.problems: list[str] = []
         self._t0 = time.monotonic()
-        self._result: tuple[SpilledTable | None, pd.DataFrame, int] | None = None
+        self._result: Joined | None = None
 
     @classmethod
     def here(cls, scopes: list, send_netns: str | None, recv_netns: str | None,
@@ -85,8 +91,9 @@ class CounterSampler:
         self.cost.add(mark, time.monotonic() - began)
         self.taken += 1
 
-    def finish(self) -> tuple[SpilledTable | None, pd.DataFrame, int]:
-        """Every host's stream finished, joined: (table, totals, snapshots of the fewest)."""
+    def finish(self) -> Joined:
+        """Every host's stream finished, joined: the table, the totals, and the snapshots
+        of the host that took the fewest."""
         if self._result is not None:
             return self._result
         spill = SpillDir()
@@ -110,26 +117,28 @@ class CounterSampler:
                 append_host_rows(sink, got.table, h.host)
         tot = (pd.concat(totals, ignore_index=True) if totals else
                pd.DataFrame(columns=[*KEY, "first", "last", "delta", "resets", "samples"]))
-        self._result = (sink.close(), tot, min(snapshots) if snapshots else 0)
+        self._result = Joined(sink.close(), tot, min(snapshots) if snapshots else 0)
         return self._result
 
     def table(self) -> SpilledTable | None:
-        return self.finish()[0]
+        return self.finish().table
 
     def totals(self) -> pd.DataFrame:
-        return self.finish()[1]
+        return self.finish().totals
 
-    def ledger(self, sent: int, received: int,
-               xsk: dict[str, int] | None = None) -> dict[str, Any] | None:
-        """The run's drop ledger; `xsk`: the AF_XDP receivers' statistics, summed."""
-        if self.finish()[2] < 2:
+    def ledger(self, sent: int, received: int, xsk: dict[str, int] | None = None,
+               xsk_tx: dict[str, int] | None = None) -> dict[str, Any] | None:
+        """The run's drop ledger; `xsk`, `xsk_tx`: the AF_XDP receivers' and senders'
+        statistics, each summed."""
+        if self.finish().snapshots < 2:
             return None
         drivers = {(label(h.host, ns), dev): d for h in self.hosts
                    for (ns, dev), d in h.drivers.items()}
         # Every host's root namespace carries other traffic (its SSH session, at least).
         shared = {label(h.host, None) for h in self.hosts}
         ledger = build_ledger(sent, received, self.totals(), self.send_labels, self.recv_labels,
-                              devices=drivers, shared=shared, recv_host=self.recv_hosts, xsk=xsk)
+                              devices=drivers, shared=shared, recv_host=self.recv_hosts, xsk=xsk,
+                              xsk_tx=xsk_tx)
         if len(self.hosts) > 1:
             ledger.notes.append(f"sent counted on the senders' side ({_names(self.send_labels)}), "
                                 f"drops and receives on the receivers' ({_names(self.recv_labels)})")

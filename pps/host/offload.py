@@ -182,6 +182,17 @@ def _probe(sock: socket.socket, level: int, opt: int, value: int, feature: str) 
         raise
 
 
+def probe_af_xdp(family: int | None = None) -> None:
+    """senders.socket or receivers.socket = xdp on a kernel (or a build) without AF_XDP:
+    EnvironmentNotAble (exit 3) before anything starts; the rest of pps works as before."""
+    from pps import native_xsk
+
+    why = native_xsk.supported() if family is None else native_xsk.supported(family)
+    if why is not None:
+        raise EnvironmentNotAble(f"socket = xdp: {why} (CONFIG_XDP_SOCKETS); "
+                                 "use senders.socket and receivers.socket = udp")
+
+
 def probe_kernel_support(config: Config,
                          socket_factory: Callable[[], socket.socket] | None = None) -> list[str]:
     """Try every socket option the config needs on a throwaway socket, before any worker
@@ -192,6 +203,8 @@ def probe_kernel_support(config: Config,
     from pps.host.sockets import TIMESTAMPING_FEATURE, TIMESTAMPING_FLAGS
 
     s, r = config.senders, config.receivers
+    if "xdp" in (s.socket, r.socket):
+        probe_af_xdp()
     wanted = []
     if s.gso_segments:
         wanted.append((lib.SOL_UDP, lib.UDP_SEGMENT, max(s.payload, 1),

@@ -95,7 +95,8 @@ def build_report(config: Config, outcome: TrialOutcome, *, plan: dict[str, Any],
     if sampler is not None:
         tables["counters"] = sampler.table()
         result["ledger"] = sampler.ledger(result["sent"], result["received"],
-                                          xsk=xsk_totals(outcome.workers, "receiver"))
+                                          xsk=xsk_totals(outcome.workers, "receiver"),
+                                          xsk_tx=xsk_totals(outcome.workers, "sender"))
         warnings += sampler.notes()
         totals = sampler.totals()
     result["balance"] = balance(result["workers"], tables["flows"], totals,

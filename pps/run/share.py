@@ -7,6 +7,7 @@ placement, checks, the kernel probe and the busy-port test follow one set of rul
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -116,6 +117,7 @@ def xdp_paths(config: Config, roles: tuple[str, ...], netns: dict[str, str | Non
     common = {"ring": x.ring, "zerocopy": x.zerocopy}
     if "sender" in roles and s.socket == "xdp":
         path = xdp_path.send_path(wire.destinations[0], netns.get("sender"))
+        _zerocopy_or_refuse(x.zerocopy, path.device, path.ifindex, netns.get("sender"))
         for spec in (w for w in specs if w["role"] == "sender"):
             spec["xdp"] = {**common, **path.to_dict(), "queue": spec["index"] % path.tx_queues}
     if "receiver" in roles and r.socket == "xdp":
@@ -129,11 +131,30 @@ def xdp_paths(config: Config, roles: tuple[str, ...], netns: dict[str, str | Non
             notes.append(f"{path.device} has {path.rx_queues} RX queues and {len(mine)} AF_XDP "
                          "receivers: packets on the other queues go to the stack, where no "
                          "socket listens (NoPorts)")
+        _zerocopy_or_refuse(x.zerocopy, path.device, path.ifindex, netns.get("receiver"))
         for spec in mine:
             spec["xdp"] = {**common, "device": path.device, "ifindex": path.ifindex,
                            "queue": spec["index"] % path.rx_queues, "queues": path.rx_queues,
                            "attach": x.attach}
     return notes
+
+
+def _zerocopy_or_refuse(wanted: str, device: str, ifindex: int, netns: str | None) -> None:
+    """xdp.zerocopy = on where the driver has no zero-copy: exit 3 before anything starts
+    (a worker's bind would fail mid-start otherwise). Tried on queue 0 with a small socket."""
+    if wanted != "on":
+        return
+    from pps.native_xsk import Xsk, XskParams
+
+    def probe() -> None:
+        with Xsk(XskParams(ifindex, 0, ring=64, zerocopy="on", tx=True)):
+            pass
+    try:
+        _netns.call_in(netns, probe)
+    except OSError as exc:
+        raise EnvironmentNotAble(f"xdp.zerocopy = on: {device} takes no zero-copy AF_XDP socket "
+                                 f"({os.strerror(exc.errno) if exc.errno else exc}); "
+                                 "use xdp.zerocopy = auto, which falls back to copy mode") from None
 
 
 def use_source_ports(specs: list[dict[str, Any]], ports: list[list[int | None]] | None) -> None:

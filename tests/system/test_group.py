@@ -174,9 +174,7 @@ def worker_spec_line(**changes) -> str:
 @pytest.mark.parametrize("line, kind, says", [
     (lambda: worker_spec_line(cpu=4096), "EnvironmentNotAble", "cannot pin to CPU 4096"),
     (lambda: worker_spec_line(batch=0), "ValueError", "batch 0 is out of range 1..1024"),
-    pytest.param(lambda: worker_spec_line(port="x"), "TypeError", None, marks=pytest.mark.xfail(
-        strict=True, reason="pps.run.worker catches no TypeError: a port that is not a number "
-                            "ends in a traceback on stderr, not an error event")),
+    (lambda: worker_spec_line(port="x"), "TypeError", None),
     (lambda: "{not json", "JSONDecodeError", None),
 ], ids=["cpu", "batch", "port", "not-json"])
 def test_the_worker_answers_a_bad_spec_with_one_error_line(line, kind, says):

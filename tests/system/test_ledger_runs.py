@@ -12,27 +12,13 @@ import time
 import uuid
 
 import pytest
-from support import pps, pps_start
-
-SHORT = ["--set", "run.duration=1", "--set", "run.warmup=0.2", "--set", "run.drain=0.3",
-         "--set", "run.interval=0.5"]
-
-
-def run(*sets: str) -> dict:
-    args = [a for s in sets for a in ("--set", s)]
-    proc = pps("run", "--json", "--out", f"/tmp/pps-test-{uuid.uuid4().hex[:8]}", *SHORT, *args,
-               timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from support import ledger_closes as closes
+from support import pps_start
+from support import run_summary as run
 
 
 def lab(*sets: str) -> dict:
     return run("lab.enabled=true", f"lab.id=t{uuid.uuid4().hex[:6]}", *sets)
-
-
-def closes(ledger: dict) -> None:
-    assert ledger["sent"] > 0
-    assert abs(ledger["unaccounted"]) <= max(1, 0.001 * ledger["sent"]), ledger
 
 
 def test_tiny_receive_buffer_in_the_lab_is_exact():

@@ -85,7 +85,7 @@ def test_a_lab_run_with_local_placement_runs_where_the_queues_are_served(tmp_pat
         assert all("does RPS for" in w["reason"] for w in receivers)
         assert run["summary"]["ledger"]["unaccounted"] == 0
     finally:
-        assert not Path(f"/run/netns/pps-{lab_id}-r").exists()
+        assert not Path(f"/run/netns/pps-{lab_id}-rx").exists()
 
 
 def test_target_device_is_honoured_in_a_dry_run_of_the_lab():

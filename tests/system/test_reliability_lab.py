@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import child_pids, pps, pps_start, wait_for_line
+from support import child_pids, finish, pps, pps_start, wait_for_line
 
 from pps.lab import bed as lab
 from pps.lab import owner as lab_owner
@@ -29,11 +29,6 @@ SHORT = ["--set", "run.warmup=0.2", "--set", "run.interval=0.25", "--set", "run.
 def start(*args: str) -> subprocess.Popen:
     """`pps run ...` in the background, its stdout a pipe we read interval lines from."""
     return pps_start("run", *args)
-
-
-def finish(proc: subprocess.Popen, timeout_s: float = 30) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=timeout_s)
-    return proc.returncode, err
 
 
 def run_json(out: Path) -> dict:

@@ -65,7 +65,8 @@ BUSY = ("receivers.count=4", "receivers.rcvbuf=8388608", "senders.sndbuf=8388608
 def test_tuned_machine_is_all_ok():
     got = status(TUNED, NIC, *BUSY)
     assert list(got) == list(CHECK_NAMES)
-    na = {"conntrack", "netdev-backlog"}  # not loaded; NAPI without RPS skips the backlog
+    # not loaded; NAPI without RPS skips the backlog; a captured tree holds no XDP state
+    na = {"conntrack", "netdev-backlog", "xdp-attached"}
     assert {n for n, s in got.items() if s == "n/a"} == na
     assert all(s == "ok" for n, s in got.items() if n not in na), got
 
@@ -73,8 +74,10 @@ def test_tuned_machine_is_all_ok():
 def test_untuned_machine_warns():
     got = status(UNTUNED, NIC, *BUSY, "receivers.busy_poll_us=0", is_root=False)
     expect_ok = {"rps-xps", "nic-numa"}  # 8 IRQ queues; spread keeps receivers on the NIC node
-    assert {n for n, s in got.items() if s != "warn"} == expect_ok | {"netdev-backlog"}
-    assert got["netdev-backlog"] == "n/a" and all(got[n] == "ok" for n in expect_ok)
+    assert {n for n, s in got.items() if s != "warn"} == expect_ok | {"netdev-backlog",
+                                                                       "xdp-attached"}
+    assert got["netdev-backlog"] == got["xdp-attached"] == "n/a"
+    assert all(got[n] == "ok" for n in expect_ok)
 
 
 def test_advice_is_the_command():

@@ -40,7 +40,7 @@ def test_udp_inerrors_counted_once():
     assert "socket.drops" not in d and "softnet.flow_limit_count" not in d
     assert d["softnet.dropped"] == 3
     assert led.unaccounted == 1000 - 902 - 98 == 0
-    assert led.layers() == {"send": 0, "nic": 0, "backlog": 3, "ip": 0, "udp": 95}
+    assert led.layers() == {"send": 0, "nic": 0, "xdp": 0, "backlog": 3, "ip": 0, "udp": 95}
     info = {r.key: r for r in led.rows if not r.counted}
     assert info["socket.drops"].count == 70 and info["softnet.flow_limit_count"].count == 3
 

@@ -5,26 +5,8 @@ close exactly, are in tests/system/test_ledger_runs.py."""
 
 from __future__ import annotations
 
-import json
-import uuid
-
-from support import pps
-
-SHORT = ["--set", "run.duration=1", "--set", "run.warmup=0.2", "--set", "run.drain=0.3",
-         "--set", "run.interval=0.5"]
-
-
-def run(*sets: str) -> dict:
-    args = [a for s in sets for a in ("--set", s)]
-    proc = pps("run", "--json", "--out", f"/tmp/pps-test-{uuid.uuid4().hex[:8]}", *SHORT, *args,
-               timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def closes(ledger: dict) -> None:
-    assert ledger["sent"] > 0
-    assert abs(ledger["unaccounted"]) <= max(1, 0.001 * ledger["sent"]), ledger
+from support import ledger_closes as closes
+from support import run_summary as run
 
 
 def test_tiny_receive_buffer_on_loopback_lands_on_rcvbuf_errors():

@@ -15,7 +15,7 @@ from typing import Any
 
 from pps.config.model import Config
 from pps.errors import ConfigError
-from pps.host.checks import host, net
+from pps.host.checks import host, net, xdp
 from pps.host.checks.base import (
     STATUSES,
     Check,
@@ -33,7 +33,7 @@ __all__ = ["CHECKS", "CHECK_NAMES", "STATUSES", "Check", "CheckResult", "Context
            "run_checks"]
 
 # Host first (it matters for every device), then the packet's path from netfilter to the NIC.
-CHECKS: tuple[Check, ...] = host.CHECKS + net.CHECKS
+CHECKS: tuple[Check, ...] = host.CHECKS + net.CHECKS + xdp.CHECKS
 CHECK_NAMES: tuple[str, ...] = tuple(c.name for c in CHECKS)
 MARKS = {"ok": "ok  ", "warn": "WARN", "n/a": "n/a "}
 

@@ -101,14 +101,15 @@ SHORT_RUN = ["--set", "run.duration=1", "--set", "run.warmup=0.2", "--set", "run
              "--set", "run.interval=0.5"]
 
 
-def run_summary(*sets: str, out: str | None = None, timeout: float = 120) -> dict:
-    """`pps run --json` of a short run with `--set` items: the summary it prints."""
+def run_summary(*sets: str, timeout: float = 120) -> dict:
+    """`pps run --json` of a short run with `--set` items: the summary it prints (its
+    results directory is removed afterwards)."""
     import json
-    import uuid
+    import tempfile
 
-    out = out or f"/tmp/pps-test-{uuid.uuid4().hex[:8]}"
-    proc = pps("run", "--json", "--out", out, *SHORT_RUN,
-               *[a for s in sets for a in ("--set", s)], timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="pps-test-") as out:
+        proc = pps("run", "--json", "--out", f"{out}/r", *SHORT_RUN,
+                   *[a for s in sets for a in ("--set", s)], timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -124,3 +124,14 @@ def finish(proc, timeout_s: float = 30) -> tuple[int, str]:
     """Wait for a run started with pps_start: (exit code, stderr)."""
     _, err = proc.communicate(timeout=timeout_s)
     return proc.returncode, err
+
+
+def nstat_values(text: str) -> dict[str, int]:
+    """`nstat -a` output -> counter name: value (the tool pps's snmp figures are checked on)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.split()[:2]
+        out[name] = int(value)
+    return out

@@ -9,18 +9,9 @@ import shutil
 import subprocess
 
 import pytest
+from support import nstat_values
 
 from pps.counters.collectors import Scope, Unavailable, device_drivers, link, nic, snapshot, snmp
-
-
-def _nstat(text_: str) -> dict[str, int]:
-    out = {}
-    for line in text_.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.split()[:2]
-        out[name] = int(value)
-    return out
 
 
 @pytest.mark.skipif(not shutil.which("ethtool"), reason="ethtool not installed")
@@ -34,7 +25,7 @@ def test_live_ethtool_equals_ethtool_S(veth_netns):
 
 
 @pytest.mark.skipif(not shutil.which("nstat"), reason="nstat not installed")
-def test_live_snmp_equals_nstat(veth_netns, tmp_path):
+def test_live_snmp_equalsnstat_values(veth_netns, tmp_path):
     def ours() -> dict:
         got = {}
         for filename in snmp.FILES.values():
@@ -46,7 +37,7 @@ def test_live_snmp_equals_nstat(veth_netns, tmp_path):
     out = subprocess.run(["ip", "netns", "exec", veth_netns, "nstat", "-asz"], env=env,
                          capture_output=True, text=True, check=True).stdout
     after = ours()
-    theirs = _nstat(out)
+    theirs = nstat_values(out)
     # The veth just came up: IPv6 sends its MLD and DAD packets while we read. Counters
     # that moved between our two reads are left out; every other one must match exactly.
     still = {k for k in theirs if before.get(k) == after.get(k)}

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 import support
+from support import nstat_values
 
 from pps.counters.collectors import (
     Reading,
@@ -105,22 +106,12 @@ def test_parse_binary_roundtrip():
 
 # ---- snmp, softnet, interrupts, sockets ---------------------------------------------------
 
-def _nstat(text_: str) -> dict[str, int]:
-    out = {}
-    for line in text_.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.split()[:2]
-        out[name] = int(value)
-    return out
-
-
 def test_snmp_capture_matches_nstat_capture():
     ours = {}
     for src, f in (("snmp", "snmp_6.18.txt"), ("netstat", "netstat_6.18.txt"),
                    ("snmp6", "snmp6_6.18.txt")):
         ours.update({r.name: r.value for r in snmp.parse(text(f), src)})
-    theirs = _nstat(text("nstat_az_6.18.txt"))
+    theirs = nstat_values(text("nstat_az_6.18.txt"))
     assert len(theirs) > 300
     missing = set(theirs) - set(ours)
     assert not missing

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from pps.report import plot_style, plot_timeseries, plots  # noqa: E402
+from pps.report import plot_timeseries, plots  # noqa: E402
 from pps.results.store import TrialResults  # noqa: E402
 
 SAMPLE_TIMES = (1.0, 2.0, 3.0)
@@ -103,21 +103,6 @@ def trial(tmp_path: Path, receivers: int = 2, senders: int = 2, cpus: int = 2, q
 
 
 # ----------------------------------------------------------------------------- inspecting figures
-
-@pytest.fixture
-def figures(monkeypatch):
-    """Every figure the plot functions save, drawn (as savefig would) and kept open."""
-    saved = []
-
-    def keep(fig, out):
-        fig.canvas.draw()
-        saved.append(fig)
-        return out
-    monkeypatch.setattr(plot_style, "save", keep)
-    yield saved
-    for fig in saved:
-        plot_style.plt.close(fig)
-
 
 def panels(fig) -> list:
     return [ax for ax in fig.axes if ax.axison]

@@ -120,21 +120,6 @@ def test_report_html_escapes_strings_from_results(trial_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- the figures
 
-@pytest.fixture
-def figures(monkeypatch):
-    """Every figure the plot functions save, kept open for inspection."""
-    saved = []
-
-    def keep(fig, out):
-        fig.canvas.draw()
-        saved.append(fig)
-        return out
-    monkeypatch.setattr(plot_style, "save", keep)
-    yield saved
-    for fig in saved:
-        plot_style.plt.close(fig)
-
-
 def _check_rules(fig) -> None:
     """Labelled axes in every row and column of panels, no offset text, legends outside
     their axis and without a repeated colour, no empty visible panel."""
